@@ -1,0 +1,57 @@
+"""The `unified-perception` command: one entry point, one subcommand per job.
+
+Each subcommand lives in the part that owns it, in a module exposing
+``add_arguments(parser: argparse.ArgumentParser) -> None`` and ``main(args: argparse.Namespace) -> int``.
+Modules are imported only when their subcommand runs, so ``--help`` and the runtime-only commands
+work on a car without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from unified_perception import __version__
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "export": ("unified_perception.train.export_command",
+               "build (or load) a model and export it to ONNX under the model contract"),
+    "info": ("unified_perception.runtime.info_command",
+             "print a model's contract, tasks, parameter counts and GFLOPs per head"),
+    "synth": ("unified_perception.sim.synth_command",
+              "render synthetic driving sequences with ground truth into a ROS 2 bag"),
+    "node": ("unified_perception.ros.node_main",
+             "run the perception node (same as `ros2 run unified_perception perception_node`)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unified-perception",
+        description="One multi-task network per camera frame: train, export, run, replay, evaluate.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser.parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    sub_parser = argparse.ArgumentParser(prog=f"unified-perception {name}", description=help_text)
+    module.add_arguments(sub_parser)
+    args = sub_parser.parse_args(argv[1:])
+    return int(module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

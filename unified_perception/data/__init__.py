@@ -1,0 +1,1 @@
+"""Data set readers that yield numpy samples: rosbags, KITTI raw, Cityscapes."""

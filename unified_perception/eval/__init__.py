@@ -1,0 +1,1 @@
+"""Metrics (pure numpy) and the replay / evaluation report."""

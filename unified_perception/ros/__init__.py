@@ -1,0 +1,1 @@
+"""The ROS 2 node and message conversions. rclpy + runtime; no maths here, no torch."""

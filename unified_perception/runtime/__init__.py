@@ -1,0 +1,1 @@
+"""Inference core: ONNX Runtime session, temporal state, pre/post-processing. numpy + onnxruntime (+cv2)."""
