@@ -1,0 +1,170 @@
+"""Ego-motion of the camera integrated into vehicle odometry (REP 103 / REP 105).
+
+Frames:
+* ``base_link``: x forward, y left, z up (REP 103), fixed to the vehicle.
+* ``camera_link``: the camera mount, same axis convention as base_link.
+* camera optical frame: z forward, x right, y down (REP 103 ``_optical``); the model's ego-motion
+  ``T_cam_prev_cam_cur`` is in this frame (the pose of camera t expressed in camera t-1).
+* ``odom``: where base_link started (or was last reset), continuous, drifts (REP 105).
+
+``T_a_b`` maps points from frame b into frame a (equivalently: the pose of b in a). All transforms
+are ``[4, 4] float64`` homogeneous matrices; translations in metres, angles in radians.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+R_LINK_OPTICAL = np.array([[0.0, 0.0, 1.0],
+                           [-1.0, 0.0, 0.0],
+                           [0.0, -1.0, 0.0]])
+"""Rotation of the optical frame in camera_link: optical z = link x, optical x = -link y,
+optical y = -link z (the fixed ``camera_link -> camera_optical_frame`` rotation of REP 103)."""
+
+
+def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """``[3, 3]`` rotation from fixed-axis roll (x), pitch (y), yaw (z): ``Rz @ Ry @ Rx`` (URDF, tf2)."""
+    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch),
+                              math.cos(yaw), math.sin(yaw))
+    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                     [-sp, cp * sr, cp * cr]])
+
+
+def make_transform(R: np.ndarray, t: Sequence[float]) -> np.ndarray:
+    """``[4, 4] float64`` from a ``[3, 3]`` rotation and a translation (m)."""
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = np.asarray(t, dtype=np.float64)
+    return T
+
+
+def invert_transform(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid ``[4, 4]`` transform (``R^T``, ``-R^T t``)."""
+    R, t = T[:3, :3], T[:3, 3]
+    return make_transform(R.T, -R.T @ t)
+
+
+def camera_to_base_extrinsic(xyz: Sequence[float], rpy: Sequence[float]) -> np.ndarray:
+    """``T_base_cam`` for the camera OPTICAL frame, from the ``base_link -> camera_link`` mount pose.
+
+    ``xyz`` (m) and ``rpy`` (rad, roll-pitch-yaw about fixed x, y, z) are the pose of camera_link in
+    base_link, as in a URDF joint or a ``static_transform_publisher``; the fixed link -> optical
+    rotation :data:`R_LINK_OPTICAL` is appended. Returns ``[4, 4] float64``.
+    """
+    if len(xyz) != 3 or len(rpy) != 3 or not all(math.isfinite(float(v)) for v in (*xyz, *rpy)):
+        raise ValueError(f"camera mount pose needs 3 finite xyz (m) and 3 finite rpy (rad), "
+                         f"got xyz={list(xyz)} rpy={list(rpy)}")
+    return make_transform(rpy_to_matrix(*(float(v) for v in rpy)) @ R_LINK_OPTICAL, xyz)
+
+
+def orthonormalize(R: np.ndarray) -> np.ndarray:
+    """The rotation matrix nearest to ``R`` (SVD), removing drift from repeated products."""
+    U, _, Vt = np.linalg.svd(R)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
+    """``(x, y, z, w)`` unit quaternion of a ``[3, 3]`` rotation (``geometry_msgs/Quaternion`` order)."""
+    m = np.asarray(R, dtype=np.float64)
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0.0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s
+    else:
+        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s
+    norm = math.sqrt(sum(v * v for v in q))
+    x, y, z, w = (v / norm for v in q)
+    return (x, y, z, w) if w >= 0.0 else (-x, -y, -z, -w)
+
+
+def rotation_to_axis_angle(R: np.ndarray) -> np.ndarray:
+    """``[3]`` axis * angle (rad) of a ``[3, 3]`` rotation."""
+    x, y, z, w = rotation_to_quaternion(R)
+    sin_half = math.sqrt(x * x + y * y + z * z)
+    if sin_half < 1e-12:
+        return np.zeros(3)
+    angle = 2.0 * math.atan2(sin_half, w)
+    return np.array([x, y, z]) / sin_half * angle
+
+
+def twist_from_step(T_base_prev_base_cur: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean linear (m/s) and angular (rad/s) velocity ``[3]`` of base_link over one step of ``dt_s``.
+
+    Expressed in base_link of the previous frame (the ``twist`` of ``nav_msgs/Odometry``, whose
+    child frame is base_link, to first order).
+    """
+    if not dt_s > 0.0:
+        raise ValueError(f"dt_s must be positive, got {dt_s}")
+    return (T_base_prev_base_cur[:3, 3] / dt_s,
+            rotation_to_axis_angle(T_base_prev_base_cur[:3, :3]) / dt_s)
+
+
+def _check_transform(T: np.ndarray, what: str) -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"{what} must be a [4, 4] transform, got shape {list(T.shape)}")
+    return T
+
+
+class OdometryIntegrator:
+    """Chains per-frame camera ego-motion into ``T_odom_base`` (base_link in odom).
+
+    ``T_odom_base_t = T_odom_base_{t-1} @ T_base_cam @ T_cam_prev_cam_cur @ inv(T_base_cam)``.
+    Steps that are not finite are skipped and counted in :attr:`rejected_steps`.
+    """
+
+    def __init__(self, T_base_cam: np.ndarray) -> None:
+        T = _check_transform(T_base_cam, "T_base_cam")
+        if not np.all(np.isfinite(T)) or not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6):
+            raise ValueError("T_base_cam must be a finite rigid transform (orthonormal rotation); "
+                             "build it with camera_to_base_extrinsic(xyz, rpy)")
+        self.T_base_cam = T
+        self.T_cam_base = invert_transform(T)
+        self.rejected_steps = 0
+        self._T_odom_base = np.eye(4)
+        self._last_step: np.ndarray | None = None
+
+    @property
+    def T_odom_base(self) -> np.ndarray:
+        """``[4, 4] float64``: the current pose of base_link in odom (a copy)."""
+        return self._T_odom_base.copy()
+
+    @property
+    def last_step(self) -> np.ndarray | None:
+        """``T_base_prev_base_cur`` of the last accepted step, None after a reset."""
+        return None if self._last_step is None else self._last_step.copy()
+
+    def base_step(self, T_cam_prev_cam_cur: np.ndarray) -> np.ndarray:
+        """The camera's motion expressed as base_link motion: ``T_base_prev_base_cur``."""
+        return self.T_base_cam @ _check_transform(T_cam_prev_cam_cur, "T_cam_prev_cam_cur") @ self.T_cam_base
+
+    def update(self, T_cam_prev_cam_cur: np.ndarray) -> np.ndarray:
+        """Integrate one frame's camera ego-motion; returns the new ``T_odom_base`` ``[4, 4]``."""
+        step = self.base_step(T_cam_prev_cam_cur)
+        if not np.all(np.isfinite(step)):
+            self.rejected_steps += 1
+            return self.T_odom_base
+        step[:3, :3] = orthonormalize(step[:3, :3])
+        step[3] = (0.0, 0.0, 0.0, 1.0)
+        pose = self._T_odom_base @ step
+        pose[:3, :3] = orthonormalize(pose[:3, :3])
+        self._T_odom_base = pose
+        self._last_step = step
+        return self.T_odom_base
+
+    def reset(self, T_odom_base: np.ndarray | None = None) -> None:
+        """Restart at ``T_odom_base`` (identity by default)."""
+        self._T_odom_base = np.eye(4) if T_odom_base is None else _check_transform(T_odom_base, "T_odom_base").copy()
+        self._last_step = None

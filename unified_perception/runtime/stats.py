@@ -1,0 +1,70 @@
+"""Run statistics for diagnostics: output rate, latency percentiles, dropped and invalid frames.
+
+Thread-safe: frames are recorded from the inference thread while diagnostics read from the executor.
+Times in seconds in, Hz and milliseconds out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+
+class StatsSnapshot(NamedTuple):
+    """What ``/diagnostics`` reports. Rates and latencies are over the last ``window`` frames."""
+
+    rate_hz: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    frames: int          # processed since start
+    dropped: int         # replaced by a newer frame before they could be processed
+    invalid: int         # rejected (bad encoding, wrong step, truncated data, ...)
+    window: int          # frames the rate and latencies are computed over
+
+
+class RunStats:
+    """Counts frames and keeps the completion times and latencies of the last ``window`` frames."""
+
+    def __init__(self, window: int = 100) -> None:
+        if window < 2:
+            raise ValueError(f"the statistics window needs at least 2 frames, got {window}")
+        self._lock = threading.Lock()
+        self._done_s: deque[float] = deque(maxlen=window)
+        self._latency_s: deque[float] = deque(maxlen=window)
+        self._frames = self._dropped = self._invalid = 0
+
+    def record_frame(self, done_s: float, latency_s: float) -> None:
+        """One processed frame: when it finished (``done_s``, any monotonic clock) and how long
+        from receipt (or from its stamp) to output (``latency_s``)."""
+        with self._lock:
+            self._done_s.append(float(done_s))
+            self._latency_s.append(float(latency_s))
+            self._frames += 1
+
+    def count_dropped(self, n: int = 1) -> None:
+        with self._lock:
+            self._dropped += n
+
+    def count_invalid(self, n: int = 1) -> None:
+        with self._lock:
+            self._invalid += n
+
+    def snapshot(self) -> StatsSnapshot:
+        """Current figures; rate and latencies are 0.0 until two (one) frames were recorded."""
+        with self._lock:
+            done = np.asarray(self._done_s)
+            latency = np.asarray(self._latency_s)
+            frames, dropped, invalid = self._frames, self._dropped, self._invalid
+        span = float(done[-1] - done[0]) if len(done) >= 2 else 0.0
+        rate = (len(done) - 1) / span if span > 0.0 else 0.0
+        p50, p95 = (np.percentile(latency, [50, 95]) * 1e3) if len(latency) else (0.0, 0.0)
+        return StatsSnapshot(rate, float(p50), float(p95), frames, dropped, invalid, len(done))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._done_s.clear()
+            self._latency_s.clear()
+            self._frames = self._dropped = self._invalid = 0
