@@ -12,7 +12,7 @@ from unified_perception.runtime.colorize import (
 from unified_perception.runtime.postprocess import instances_u16, motion_mask
 from unified_perception.runtime.preprocess import (
     batch_images, intrinsics_from_normalized, resize_to_model, scale_intrinsics)
-from unified_perception.runtime.providers import select_providers
+from unified_perception.runtime.providers import explain_fallback, select_providers
 from unified_perception.runtime.scene_flow import backproject, scene_flow_points
 from unified_perception.runtime.stats import RunStats
 
@@ -150,3 +150,16 @@ def test_providers_follow_the_preference_and_say_why() -> None:
         select_providers(("tensorrt", "openvino"), gpu_build)
     with pytest.raises(ValueError, match="add 'cpu'"):
         select_providers(("tensorrt",), ["CPUExecutionProvider"])
+
+
+def test_a_provider_that_fails_to_start_is_named_with_its_error() -> None:
+    choice = select_providers(("tensorrt", "cuda", "cpu"),
+                              ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    active, reason = explain_fallback(choice, ["CPUExecutionProvider"],
+                                      [("tensorrt", "Fail: libnvinfer.so.10: cannot open"),
+                                       ("cuda", "Fail: libcudnn.so.9: cannot open")])
+    assert active == "cpu"
+    assert reason.startswith("TensorRT, CUDA failed to initialise (TensorRT: Fail: libnvinfer.so.10")
+    assert reason.endswith("; using CPU")
+    active, reason = explain_fallback(choice, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert active == "cuda" and reason.startswith("TensorRT failed to initialise")

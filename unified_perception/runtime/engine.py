@@ -29,7 +29,7 @@ from unified_perception.contract import ContractError, ModelMetadata, TensorInfo
 from unified_perception.runtime.device_state import DeviceStates
 from unified_perception.runtime.preprocess import batch_images, check_rgb
 from unified_perception.runtime.providers import (
-    DISPLAY_NAMES, GPU_PROVIDERS, TENSORRT, ProviderChoice, explain_fallback, select_providers)
+    DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES, TENSORRT, ProviderChoice, explain_fallback, select_providers)
 from unified_perception.runtime.state import HostStates, StateSpec, reset_reason, state_specs
 
 __all__ = ["CameraFrame", "ContractError", "EngineConfig", "FrameResult", "InferenceEngine",
@@ -107,9 +107,9 @@ class InferenceEngine:
         choice = select_providers(config.providers, ort.get_available_providers(),
                                   trt_fp16=config.trt_fp16, trt_cache_dir=config.trt_cache_dir,
                                   device_id=config.device_id)
-        self._session = _create_session(self.model_path, choice, config.intra_op_threads)
+        self._session, failed = _create_session(self.model_path, choice, config.intra_op_threads)
         self.active_provider, self.provider_reason = explain_fallback(
-            choice, self._session.get_providers())
+            choice, self._session.get_providers(), failed)
         inputs = [TensorInfo(a.name, a.type, tuple(a.shape)) for a in self._session.get_inputs()]
         outputs = [TensorInfo(a.name, a.type, tuple(a.shape)) for a in self._session.get_outputs()]
         props = self._session.get_modelmeta().custom_metadata_map
@@ -156,12 +156,12 @@ class InferenceEngine:
             reasons = ["reset requested" if f.camera in self._reset_requested
                        else reset_reason(p, f.stamp_s, self.config.max_gap_s)
                        for p, f in zip(previous, frames)]
-            self._reset_requested.difference_update(cameras)
             fresh = [bool(r) for r in reasons]
             if self._device is not None:
                 outputs = self._device.run(session, image, cameras, fresh, self._host, self.output_names)
             else:
                 outputs = self._run_host(session, image, cameras, fresh)
+            self._reset_requested.difference_update(cameras)
             for f in frames:
                 self._last_stamp[f.camera] = f.stamp_s
         return [self._result(i, f, outputs, None if fresh[i] else f.stamp_s - previous[i], reasons[i])
@@ -252,7 +252,10 @@ def _existing_model_file(model_path: str) -> Path:
     return path
 
 
-def _create_session(path: Path, choice: ProviderChoice, intra_op_threads: int) -> ort.InferenceSession:
+def _create_session(path: Path, choice: ProviderChoice, intra_op_threads: int
+                    ) -> tuple[ort.InferenceSession, list[tuple[str, str]]]:
+    """A session on the first provider of ``choice`` that initialises; returns it and the
+    ``(provider, error)`` of those that failed. Raises :class:`ModelLoadError` when none does."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads > 0:
@@ -264,10 +267,15 @@ def _create_session(path: Path, choice: ProviderChoice, intra_op_threads: int) -
         except OSError as err:
             raise ModelLoadError(f"cannot create the TensorRT engine cache directory '{cache}' "
                                  f"({err.strerror}); set 'trt_cache_dir' to a writable directory") from None
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=choice.ort_names,
-                                    provider_options=choice.ort_options)
-    except Exception as err:  # onnxruntime raises its own pybind exception types
-        raise ModelLoadError(
-            f"onnxruntime cannot load '{path}' ({type(err).__name__}: {str(err).strip()[:300]}); "
-            f"is it an ONNX model exported with `unified-perception export`? Re-export it") from None
+    failed: list[tuple[str, str]] = []
+    for first in range(len(choice.providers)):
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options,
+                                           providers=choice.ort_names[first:],
+                                           provider_options=choice.ort_options[first:])
+            return session, failed
+        except Exception as err:  # onnxruntime raises its own pybind exception types
+            failed.append((SHORT_NAMES[choice.ort_names[first]], f"{type(err).__name__}: {err}"))
+    raise ModelLoadError(
+        f"onnxruntime cannot load '{path}' ({failed[-1][1].strip()[:300]}); is it an ONNX model "
+        f"exported with `unified-perception export`? Re-export it")

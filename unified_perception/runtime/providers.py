@@ -102,15 +102,21 @@ def select_providers(preference: Sequence[str], available: Sequence[str], *, trt
     return ProviderChoice(tuple((ORT_NAMES[n], options[n]) for n in kept), active, reason)
 
 
-def explain_fallback(choice: ProviderChoice, session_providers: Sequence[str]) -> tuple[str, str]:
-    """The provider a created session actually runs on, and why.
+def explain_fallback(choice: ProviderChoice, session_providers: Sequence[str],
+                     failed: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
+    """The provider a created session actually runs on, and why: ``(short name, reason)``.
 
-    ONNX Runtime may fall back (e.g. TensorRT libraries missing at run time) without raising; the
-    session's own provider list is the truth. Returns ``(active short name, reason)``.
+    ``failed`` lists ``(short name, error)`` of providers whose session creation raised (the engine
+    then retried without them). ONNX Runtime may also fall back silently (e.g. TensorRT libraries
+    missing at run time); the session's own provider list is the truth.
     """
     actual = SHORT_NAMES.get(session_providers[0], session_providers[0]) if session_providers else CPU
+    shown = DISPLAY_NAMES.get(actual, actual)
+    if failed:
+        errors = "; ".join(f"{DISPLAY_NAMES.get(n, n)}: {e.strip().splitlines()[0][:160] if e.strip() else '?'}"
+                           for n, e in failed)
+        return actual, f"{_display([n for n, _ in failed])} failed to initialise ({errors}); using {shown}"
     if actual == choice.active:
         return actual, choice.reason
     return actual, (f"{DISPLAY_NAMES.get(choice.active, choice.active)} failed to initialise "
-                    f"(see the onnxruntime messages above); using "
-                    f"{DISPLAY_NAMES.get(actual, actual)}")
+                    f"(see the onnxruntime messages above); using {shown}")
