@@ -1,0 +1,341 @@
+"""The lifecycle node on real rclpy over Fast DDS with the tiny exported model.
+
+One node runs for the whole module (started in-process, autostart); a test node publishes camera
+frames + camera_info and records every output topic; lifecycle and parameter requests go through
+the node's standard services, as `ros2 lifecycle` / `ros2 param` would send them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from nav_msgs.msg import Odometry, Path as PathMsg
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Float32
+from visualization_msgs.msg import Marker
+
+from ros_helpers import CameraFeed, Recorder, RosSession, call, camera_info, rgb_image, stamp_now
+from unified_perception import topics
+from unified_perception.contract import ModelMetadata
+from unified_perception.ros.node import NODE_NAME, PerceptionNode, autostart
+from unified_perception.runtime.image_codec import decode_array
+from unified_perception.runtime.preprocess import scale_intrinsics
+
+CAMERA = "front"
+OPTICAL_FRAME = "front_camera_optical_frame"
+IN_H, IN_W = 96, 160           # camera size; the model runs at 64x128
+MAX_ANGLE = 0.2
+
+PER_CAMERA = {
+    "depth": Image, "depth/camera_info": CameraInfo, "semantic": Image, "semantic/color": Image,
+    "instances": Image, "panoptic": Image, "motion_mask": Image, "scene_flow": Image,
+    "scene_flow/points": PointCloud2}
+VEHICLE = {"odometry": Odometry, "path": PathMsg, "steering/angle": Float32,
+           "steering/marker": Marker, "/diagnostics": DiagnosticArray}
+ALL_TOPICS = {**{f"{CAMERA}/{k}": v for k, v in PER_CAMERA.items()}, **VEHICLE}
+STAMPED = [t for t in ALL_TOPICS if t != "steering/angle"]
+
+
+def _frame(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (IN_H, IN_W, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_path: Path):
+    session = RosSession()
+    node = PerceptionNode(context=session.context, parameter_overrides=[
+        Parameter("model_path", value=str(tiny_model_path)),
+        Parameter("providers", value=["cpu"]),
+        Parameter("warmup_runs", value=0),
+        Parameter("optical_frame_ids", value=[OPTICAL_FRAME]),
+        Parameter("diagnostics_period_s", value=0.2),
+        Parameter("max_gap_s", value=5.0),
+        Parameter("steering.max_angle_rad", value=MAX_ANGLE),
+        Parameter("steering.stale_timeout_s", value=5.0)])
+    assert autostart(node)
+    session.add(node)
+    tester = session.add(Node("tester", context=session.context))
+    recorder = Recorder(tester, ALL_TOPICS.items())
+    feed = CameraFeed(tester, CAMERA)
+    feed.wait_connected()
+    yield session, node, tester, recorder, feed
+    session.close()
+
+
+class Harness:
+    """Sends one frame and waits until its outputs arrived."""
+
+    def __init__(self, setup) -> None:
+        self.session, self.node, self.tester, self.recorder, self.feed = setup
+        self.seed = 0
+
+    def send(self, image: Image | None = None) -> Image:
+        self.seed += 1
+        msg = image or rgb_image(_frame(self.seed), stamp_now(self.tester), "camera_driver_frame")
+        self.feed.send(msg, camera_info(IN_W, IN_H, "camera_driver_frame"))
+        return msg
+
+    def send_and_wait(self, topic: str = f"{CAMERA}/depth") -> Image:
+        """Send a valid frame; resend (a best-effort frame may be lost) until ``topic`` has it."""
+        for _ in range(20):
+            msg = self.send()
+            try:
+                self.recorder.wait_for(topic, lambda m: m.header.stamp == msg.header.stamp, 1.5)
+                return msg
+            except AssertionError:
+                continue
+        raise AssertionError(f"no output on {topic} for 20 frames")
+
+    def service(self, srv_type, name: str, request):
+        return call(self.tester, srv_type, f"/{NODE_NAME}/{name}", request)
+
+
+@pytest.fixture(scope="module")
+def harness(setup) -> Harness:
+    return Harness(setup)
+
+
+def _metadata(model: Path) -> ModelMetadata:
+    props = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]) \
+        .get_modelmeta().custom_metadata_map
+    return ModelMetadata.from_props(props)
+
+
+def test_every_output_topic_arrives_with_type_encoding_size_frame_and_input_stamp(
+        harness: Harness, tiny_model_path: Path) -> None:
+    meta = _metadata(tiny_model_path)
+    h, w = meta.input_height, meta.input_width
+    sent = [harness.send_and_wait() for _ in range(4)]
+    stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in sent}
+    rec = harness.recorder
+    last = sent[-1].header.stamp
+    for topic in ALL_TOPICS:
+        rec.wait_for(topic, timeout_s=10.0)
+    for topic in STAMPED:
+        if topic == "/diagnostics":
+            continue
+        got = rec.with_stamp(topic, last) if topic != "path" else rec.messages(topic)
+        assert got, f"{topic}: nothing carries the last frame's stamp"
+        for msg in rec.messages(topic):
+            assert (msg.header.stamp.sec, msg.header.stamp.nanosec) in stamps, topic
+    encodings = {"depth": "32FC1", "semantic": "mono8", "semantic/color": "rgb8",
+                 "instances": "16UC1", "panoptic": "32SC1", "motion_mask": "mono8",
+                 "scene_flow": "32FC3"}
+    for name, encoding in encodings.items():
+        assert encoding == next(s.encoding for s in topics.OUTPUT_TOPICS if s.name == name)
+        msg = rec.with_stamp(f"{CAMERA}/{name}", last)[0]
+        assert (msg.encoding, msg.height, msg.width) == (encoding, h, w), name
+        assert msg.header.frame_id == OPTICAL_FRAME, name
+        decode_array(msg)  # step and data length consistent with the encoding
+
+    info = rec.with_stamp(f"{CAMERA}/depth/camera_info", last)[0]
+    assert (info.height, info.width, info.header.frame_id) == (h, w, OPTICAL_FRAME)
+    K_in = np.asarray(camera_info(IN_W, IN_H, "x").k).reshape(3, 3)
+    np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3),
+                               scale_intrinsics(K_in, (IN_H, IN_W), (h, w)))
+
+    cloud = rec.with_stamp(f"{CAMERA}/scene_flow/points", last)[0]
+    assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [
+        (n, 4 * i, PointField.FLOAT32) for i, n in enumerate(("x", "y", "z", "vx", "vy", "vz"))]
+    assert cloud.header.frame_id == OPTICAL_FRAME and cloud.point_step == 24 and cloud.width > 0
+    points = np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 6)
+    assert np.isfinite(points).all() and (points[:, 2] > 0).all()
+
+    odom = rec.with_stamp("odometry", last)[0]
+    assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
+    marker = rec.with_stamp("steering/marker", last)[0]
+    assert marker.header.frame_id == "base_link" and marker.type == Marker.ARROW
+
+
+def test_depth_is_in_metres_within_the_model_range(harness: Harness, tiny_model_path: Path) -> None:
+    meta = _metadata(tiny_model_path)
+    msg = harness.send_and_wait()
+    depth = decode_array(harness.recorder.with_stamp(f"{CAMERA}/depth", msg.header.stamp)[0])
+    assert depth.dtype == np.float32 and np.isfinite(depth).all()
+    assert depth.min() >= meta.depth_min_m - 1e-4 and depth.max() <= meta.depth_max_m + 1e-4
+    panoptic = decode_array(harness.recorder.with_stamp(f"{CAMERA}/panoptic",
+                                                        msg.header.stamp)[0])
+    semantic = decode_array(harness.recorder.with_stamp(f"{CAMERA}/semantic",
+                                                        msg.header.stamp)[0])
+    np.testing.assert_array_equal(panoptic // 1000, semantic)
+
+
+def test_odometry_integrates_and_the_path_grows(harness: Harness) -> None:
+    for _ in range(3):
+        harness.send_and_wait()
+    odoms = harness.recorder.messages("odometry")
+    positions = np.array([[o.pose.pose.position.x, o.pose.pose.position.y,
+                           o.pose.pose.position.z] for o in odoms])
+    assert len(odoms) >= 4
+    assert np.linalg.norm(np.diff(positions, axis=0), axis=1).max() > 0, "the pose never moved"
+    for o in odoms:
+        q = o.pose.pose.orientation
+        assert math.isclose(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2, 1.0, rel_tol=1e-6)
+    paths = harness.recorder.messages("path")
+    assert len(paths[-1].poses) > len(paths[0].poses)
+    assert paths[-1].header.frame_id == "odom"
+    last = paths[-1].poses[-1].pose.position
+    assert any(math.isclose(last.x, p[0]) and math.isclose(last.z, p[2]) for p in positions)
+
+
+def test_steering_stays_within_the_angle_limit(harness: Harness) -> None:
+    angles = [m.data for m in harness.recorder.messages("steering/angle")]
+    assert angles and all(math.isfinite(a) and abs(a) <= MAX_ANGLE + 1e-6 for a in angles)
+
+
+def _set(harness: Harness, name: str, value) -> tuple[bool, str]:
+    param = Parameter(name, value=value).to_parameter_msg()
+    response = harness.service(SetParameters, "set_parameters",
+                               SetParameters.Request(parameters=[param]))
+    return response.results[0].successful, response.results[0].reason
+
+
+def _get(harness: Harness, name: str):
+    response = harness.service(GetParameters, "get_parameters",
+                               GetParameters.Request(names=[name]))
+    return Parameter.from_parameter_msg(ParameterMsg(name=name, value=response.values[0])).value
+
+
+def test_a_valid_parameter_change_takes_effect(harness: Harness) -> None:
+    for threshold, expected in ((0.0, 255), (1.0, 0)):
+        assert _set(harness, "motion_threshold", threshold) == (True, "")
+        assert _get(harness, "motion_threshold") == threshold
+        msg = harness.send_and_wait()
+        mask = decode_array(harness.recorder.with_stamp(f"{CAMERA}/motion_mask",
+                                                        msg.header.stamp)[0])
+        assert (mask == expected).all()
+    assert _set(harness, "steering.max_angle_rad", 0.01)[0]
+    harness.recorder.clear()
+    for _ in range(3):
+        harness.send_and_wait()
+    assert all(abs(m.data) <= 0.01 + 1e-6 for m in harness.recorder.messages("steering/angle"))
+    assert _set(harness, "steering.max_angle_rad", MAX_ANGLE)[0]
+    assert _set(harness, "motion_threshold", 0.5)[0]
+
+
+@pytest.mark.parametrize("name,value,reason", [
+    ("motion_threshold", 1.5, "out of range"),
+    ("steering.max_rate_rad_s", -1.0, "out of range"),
+    ("steering.max_angle_rad", float("nan"), "out of range|finite"),
+    ("pointcloud_stride", 0, "out of range|must be within"),
+    ("motion_threshold", "high", "type"),
+    ("model_path", "/elsewhere.onnx", "read-only"),
+])
+def test_an_invalid_parameter_is_rejected_with_a_reason_and_the_old_value_kept(
+        harness: Harness, name: str, value, reason: str) -> None:
+    import re
+
+    before = _get(harness, name)
+    ok, why = _set(harness, name, value)
+    assert not ok and re.search(reason, why, re.IGNORECASE), why
+    after = _get(harness, name)
+    assert after == before or (isinstance(before, float) and math.isclose(after, before))
+
+
+def _diagnostic_values(msg: DiagnosticArray) -> dict[str, str]:
+    return {kv.key: kv.value for kv in msg.status[0].values}
+
+
+def _invalid_count(rec: Recorder) -> int:
+    msg = rec.wait_for("/diagnostics")
+    return int(_diagnostic_values(rec.messages("/diagnostics")[-1] or msg)["frames_invalid"])
+
+
+def test_bad_frames_are_counted_in_diagnostics_and_produce_no_outputs(harness: Harness) -> None:
+    rec = harness.recorder
+    unsupported = rgb_image(_frame(98), stamp_now(harness.tester), "x")
+    unsupported.encoding = "hsv8"
+    wrong_step = rgb_image(_frame(97), stamp_now(harness.tester), "x")
+    wrong_step.step = IN_W * 3 - 2
+    truncated = rgb_image(_frame(96), stamp_now(harness.tester), "x", pad=2)
+    truncated.data = truncated.data[: len(truncated.data) // 2]
+    bad = (unsupported, wrong_step, truncated)
+    first = _invalid_count(rec)
+    for msg in bad:
+        count = _invalid_count(rec)
+        for _ in range(10):  # best effort may lose a frame: resend until the node counted it
+            harness.feed.send(msg)
+            try:
+                rec.wait_for("/diagnostics", lambda d: int(
+                    _diagnostic_values(d)["frames_invalid"]) > count, 2.0)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"invalid frame ({msg.encoding}, step {msg.step}) never counted")
+    values = _diagnostic_values(rec.messages("/diagnostics")[-1])
+    status = rec.messages("/diagnostics")[-1].status[0]
+    assert int(values["frames_invalid"]) >= first + 3
+    assert "truncated" in values["last_invalid_reason"]
+    assert status.level == status.WARN and status.name.startswith(NODE_NAME)
+    assert values["active_provider"] == "cpu" and values["model_path"].endswith(".onnx")
+    for key in ("rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"):
+        assert float(values[key]) >= 0
+    for topic in STAMPED:
+        for msg in bad:
+            assert not rec.with_stamp(topic, msg.header.stamp), topic
+    harness.send_and_wait()  # the node keeps running
+
+
+def _transition(harness: Harness, transition: int) -> bool:
+    return harness.service(ChangeState, "change_state",
+                           ChangeState.Request(transition=Transition(id=transition))).success
+
+
+def _state(harness: Harness) -> int:
+    return harness.service(GetState, "get_state", GetState.Request()).current_state.id
+
+
+def test_lifecycle_services_stop_and_resume_publishing(harness: Harness) -> None:
+    import time
+
+    assert _state(harness) == State.PRIMARY_STATE_ACTIVE
+    assert _transition(harness, Transition.TRANSITION_DEACTIVATE)
+    assert _state(harness) == State.PRIMARY_STATE_INACTIVE
+    harness.recorder.clear()
+    for _ in range(5):  # frames sent while inactive produce nothing
+        harness.send()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert all(not harness.recorder.messages(t) for t in ALL_TOPICS)
+
+    assert _transition(harness, Transition.TRANSITION_ACTIVATE)
+    assert _state(harness) == State.PRIMARY_STATE_ACTIVE
+    harness.feed.wait_connected()
+    harness.send_and_wait()
+
+    assert _transition(harness, Transition.TRANSITION_DEACTIVATE)
+    assert _transition(harness, Transition.TRANSITION_CLEANUP)
+    assert _state(harness) == State.PRIMARY_STATE_UNCONFIGURED
+    assert _transition(harness, Transition.TRANSITION_CONFIGURE)
+    assert _state(harness) == State.PRIMARY_STATE_INACTIVE
+    assert _transition(harness, Transition.TRANSITION_ACTIVATE)
+    harness.feed.wait_connected()
+    harness.send_and_wait(f"{CAMERA}/semantic/color")
+
+
+def test_a_missing_model_fails_configure_and_leaves_the_node_unconfigured(tmp_path: Path) -> None:
+    session = RosSession()
+    try:
+        node = PerceptionNode(context=session.context, cli_args=[
+            "--ros-args", "-r", "__node:=perception_without_model"], parameter_overrides=[
+            Parameter("model_path", value=str(tmp_path / "missing.onnx"))])
+        assert not autostart(node)
+        session.add(node)
+        tester = session.add(Node("tester2", context=session.context))
+        state = call(tester, GetState, "/perception_without_model/get_state", GetState.Request())
+        assert state.current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        session.close()
+

@@ -1,0 +1,161 @@
+"""Message builders: numpy arrays and runtime results into the ROS messages the node publishes.
+
+Conversions only (layouts, field names, REP 103/105 frame conventions); the maths that produces the
+values lives in runtime/. Every builder takes the ``Header`` of the camera frame the values came
+from, so each output carries that frame's stamp.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Float32, Header
+from visualization_msgs.msg import Marker
+
+from unified_perception.runtime.image_codec import encode_array
+from unified_perception.runtime.odometry import rotation_to_quaternion
+
+try:  # ackermann_msgs is not on every machine; the command topic exists only where it is
+    from ackermann_msgs.msg import AckermannDriveStamped
+except ImportError:  # pragma: no cover - depends on the installation
+    AckermannDriveStamped = None
+
+
+def header(stamp: Time, frame_id: str) -> Header:
+    """A header with ``stamp`` (copied) and ``frame_id``."""
+    return Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=frame_id)
+
+
+def stamp_to_s(stamp: Time) -> float:
+    """``builtin_interfaces/Time`` -> seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def s_to_stamp(seconds: float) -> Time:
+    """Seconds -> ``builtin_interfaces/Time``."""
+    sec = int(np.floor(seconds))
+    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
+def image(values: np.ndarray, encoding: str, hdr: Header) -> Image:
+    """``[H, W]`` or ``[H, W, C]`` array as a ``sensor_msgs/Image`` of ``encoding``."""
+    packed = encode_array(values, encoding)
+    msg = Image(header=hdr, height=packed.height, width=packed.width, encoding=packed.encoding,
+                is_bigendian=0, step=packed.step)
+    msg.data = array.array("B", packed.data)
+    return msg
+
+
+def camera_info(K: np.ndarray, size_hw: tuple[int, int], hdr: Header) -> CameraInfo:
+    """Pinhole ``CameraInfo`` for an undistorted image of ``size_hw`` with 3x3 intrinsics ``K`` (px)."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    return CameraInfo(header=hdr, height=int(size_hw[0]), width=int(size_hw[1]),
+                      distortion_model="plumb_bob", d=[0.0] * 5, k=K.reshape(-1).tolist(),
+                      r=np.eye(3).reshape(-1).tolist(), p=P.reshape(-1).tolist())
+
+
+def intrinsics(info: CameraInfo) -> np.ndarray:
+    """The ``[3, 3] float64`` K of a CameraInfo."""
+    return np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+
+
+_CLOUD_FIELDS = ("x", "y", "z", "vx", "vy", "vz")
+
+
+def flow_cloud(xyz_m: np.ndarray, velocity_mps: np.ndarray, hdr: Header) -> PointCloud2:
+    """Unorganised ``PointCloud2`` with float32 fields x, y, z (m) and vx, vy, vz (m/s).
+
+    ``xyz_m``, ``velocity_mps``: ``[M, 3]`` in the frame of ``hdr``.
+    """
+    points = np.concatenate([np.asarray(xyz_m, np.float32).reshape(-1, 3),
+                             np.asarray(velocity_mps, np.float32).reshape(-1, 3)], axis=1)
+    points = np.ascontiguousarray(points, dtype="<f4")
+    msg = PointCloud2(
+        header=hdr, height=1, width=points.shape[0], is_bigendian=False, point_step=24,
+        row_step=24 * points.shape[0], is_dense=bool(np.isfinite(points).all()),
+        fields=[PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                for i, n in enumerate(_CLOUD_FIELDS)])
+    msg.data = array.array("B", points.tobytes())
+    return msg
+
+
+def quaternion(R: np.ndarray) -> Quaternion:
+    """Rotation matrix ``[3, 3]`` -> unit ``geometry_msgs/Quaternion`` (w >= 0)."""
+    x, y, z, w = rotation_to_quaternion(R)
+    return Quaternion(x=float(x), y=float(y), z=float(z), w=float(w))
+
+
+def pose(T: np.ndarray) -> Pose:
+    """Homogeneous ``[4, 4]`` transform -> ``geometry_msgs/Pose``."""
+    T = np.asarray(T, dtype=np.float64)
+    return Pose(position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+                orientation=quaternion(T[:3, :3]))
+
+
+def odometry(T_odom_base: np.ndarray, linear_mps: Sequence[float], angular_rps: Sequence[float],
+             hdr: Header, child_frame_id: str) -> Odometry:
+    """``nav_msgs/Odometry``: pose of ``child_frame_id`` (base_link) in ``hdr.frame_id`` (odom);
+    twist (m/s, rad/s) in the child frame, as REP 105 / nav_msgs specify."""
+    msg = Odometry(header=hdr, child_frame_id=child_frame_id)
+    msg.pose.pose = pose(T_odom_base)
+    msg.twist.twist.linear = Vector3(x=float(linear_mps[0]), y=float(linear_mps[1]),
+                                     z=float(linear_mps[2]))
+    msg.twist.twist.angular = Vector3(x=float(angular_rps[0]), y=float(angular_rps[1]),
+                                      z=float(angular_rps[2]))
+    return msg
+
+
+def path_pose(odom: Odometry) -> PoseStamped:
+    """The pose of an Odometry message as a PoseStamped for ``nav_msgs/Path``."""
+    return PoseStamped(header=odom.header, pose=odom.pose.pose)
+
+
+def path(poses: Sequence[PoseStamped], hdr: Header) -> Path:
+    return Path(header=hdr, poses=list(poses))
+
+
+def float32(value: float) -> Float32:
+    return Float32(data=float(value))
+
+
+def steering_marker(angle_rad: float, held: bool, hdr: Header, length_m: float = 3.0) -> Marker:
+    """An arrow in base_link from the origin along the steering direction (positive = left).
+
+    Green while the command follows the network, amber while it is held by the watchdog.
+    """
+    msg = Marker(header=hdr, ns="unified_perception/steering", id=0, type=Marker.ARROW,
+                 action=Marker.ADD, frame_locked=True)
+    msg.points = [Point(x=0.0, y=0.0, z=0.0),
+                  Point(x=length_m * float(np.cos(angle_rad)),
+                        y=length_m * float(np.sin(angle_rad)), z=0.0)]
+    msg.pose.orientation.w = 1.0
+    msg.scale = Vector3(x=0.15, y=0.3, z=0.4)
+    msg.color = ColorRGBA(r=1.0, g=0.7, b=0.0, a=1.0) if held else \
+        ColorRGBA(r=0.1, g=0.9, b=0.2, a=1.0)
+    return msg
+
+
+def ackermann(angle_rad: float, hdr: Header):
+    """``ackermann_msgs/AckermannDriveStamped`` with the steering angle only (None if unavailable)."""
+    if AckermannDriveStamped is None:
+        return None
+    msg = AckermannDriveStamped(header=hdr)
+    msg.drive.steering_angle = float(angle_rad)
+    return msg
+
+
+def diagnostics(name: str, hardware_id: str, level: bytes, message: str,
+                values: dict[str, str], stamp: Time) -> DiagnosticArray:
+    """One ``DiagnosticStatus`` in a ``DiagnosticArray`` (``level`` is DiagnosticStatus.OK/...)."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    return DiagnosticArray(header=Header(stamp=stamp), status=[status])

@@ -1,0 +1,109 @@
+"""Camera inputs: per camera the newest frame waiting for inference and the latest CameraInfo.
+
+Subscription callbacks (executor thread) only store the message; the inference worker takes the
+newest frame of every camera at once. A frame replaced before the worker took it is reported to
+``on_dropped``. No decoding happens here, so the executor thread stays free.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from unified_perception.topics import CAMERA_IMAGE, CAMERA_IMAGE_COMPRESSED, CAMERA_INFO, camera_topic
+
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability)
+"""Sensor-data QoS (best effort, volatile) with keep-last 1: the newest frame wins."""
+
+
+@dataclass(frozen=True)
+class PendingFrame:
+    """One received camera message waiting for inference."""
+
+    camera: str
+    camera_index: int
+    msg: Any                    # sensor_msgs/Image or sensor_msgs/CompressedImage
+    info: CameraInfo | None     # latest CameraInfo of that camera when the frame was taken
+    received_s: float           # time.monotonic() when the message arrived
+
+
+class CameraInputs:
+    """Newest-frame slots for the cameras, shared by the executor and the worker thread."""
+
+    def __init__(self, cameras: Sequence[str], on_dropped: Callable[[int], None]) -> None:
+        self.cameras = tuple(cameras)
+        self._on_dropped = on_dropped
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._frames: dict[str, tuple[Any, float]] = {}
+        self._infos: dict[str, CameraInfo] = {}
+        self._received = 0
+
+    def offer_frame(self, camera: str, msg: Any) -> None:
+        """Store the newest frame of ``camera``; a frame still waiting is replaced and dropped."""
+        with self._lock:
+            self._received += 1
+            replaced = camera in self._frames
+            self._frames[camera] = (msg, time.monotonic())
+            self._ready.notify()
+        if replaced:
+            self._on_dropped(1)
+
+    def offer_info(self, camera: str, info: CameraInfo) -> None:
+        with self._lock:
+            self._infos[camera] = info
+
+    def take(self, timeout_s: float) -> list[PendingFrame]:
+        """Wait up to ``timeout_s`` for frames; return and clear the newest one of every camera."""
+        with self._lock:
+            if not self._frames:
+                self._ready.wait(timeout_s)
+            frames = []
+            for index, cam in enumerate(self.cameras):
+                if cam in self._frames:
+                    msg, received_s = self._frames[cam]
+                    frames.append(PendingFrame(cam, index, msg, self._infos.get(cam), received_s))
+            self._frames.clear()
+            return frames
+
+    def wake(self) -> None:
+        """Wake a waiting :meth:`take` (used when stopping)."""
+        with self._lock:
+            self._ready.notify_all()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+
+    @property
+    def received(self) -> int:
+        """Frames received since configure (processed, dropped or invalid)."""
+        with self._lock:
+            return self._received
+
+
+def subscribe(node: Node, inputs: CameraInputs, transport: str) -> list[Any]:
+    """Create the image and camera_info subscriptions of every camera; returns them."""
+    image_type, image_name = ((CompressedImage, CAMERA_IMAGE_COMPRESSED) if transport == "compressed"
+                              else (Image, CAMERA_IMAGE))
+    subscriptions = []
+    for camera in inputs.cameras:
+        subscriptions.append(node.create_subscription(
+            image_type, camera_topic(camera, image_name), _bind(inputs.offer_frame, camera),
+            SENSOR_QOS))
+        subscriptions.append(node.create_subscription(
+            CameraInfo, camera_topic(camera, CAMERA_INFO), _bind(inputs.offer_info, camera),
+            SENSOR_QOS))
+    return subscriptions
+
+
+def _bind(method: Callable[[str, Any], None], camera: str) -> Callable[[Any], None]:
+    return lambda msg: method(camera, msg)

@@ -1,0 +1,72 @@
+"""Per-camera outputs of one inference result: images, the output CameraInfo and the flow cloud.
+
+Each topic is built only when someone listens. Two-frame outputs (motion mask, scene flow) only
+exist when the result's frame pair is valid. Everything is at the model's output size, with the
+camera's intrinsics scaled to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+
+from unified_perception import topics
+from unified_perception.contract import ModelMetadata
+from unified_perception.ros import builders
+from unified_perception.ros.publishers import CameraPublishers
+from unified_perception.runtime.colorize import colorize_semantic
+from unified_perception.runtime.postprocess import instances_u16, motion_mask
+from unified_perception.runtime.scene_flow import scene_flow_points
+from unified_perception.runtime.engine import FrameResult
+from unified_perception.runtime.preprocess import intrinsics_from_normalized, scale_intrinsics
+
+
+def output_intrinsics(info: CameraInfo | None, image_hw: tuple[int, int], model_hw: tuple[int, int],
+                      metadata: ModelMetadata) -> np.ndarray:
+    """``[3, 3]`` K (px) at the model output size.
+
+    From the camera's CameraInfo (at its own calibration size, else the image size); without one,
+    the model's training intrinsics.
+    """
+    if info is not None and any(info.k):
+        calib_hw = (info.height, info.width) if info.height and info.width else image_hw
+        return scale_intrinsics(builders.intrinsics(info), calib_hw, model_hw)
+    return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw)
+
+
+def publish_camera(pubs: CameraPublishers, result: FrameResult, hdr: Header, K: np.ndarray,
+                   palette: np.ndarray, motion_threshold: float, cloud_stride: int) -> None:
+    """Publish every per-camera output of ``result`` that has a subscriber, stamped with ``hdr``.
+
+    ``K``: ``[3, 3]`` intrinsics at the output size; ``palette``: ``[256, 3] uint8`` class colours.
+    """
+    if result.depth_m is not None:
+        pubs.depth.publish_if_wanted(
+            lambda: builders.image(result.depth_m, topics.DEPTH.encoding, hdr))
+        pubs.depth_info.publish_if_wanted(
+            lambda: builders.camera_info(K, result.depth_m.shape, hdr))
+    if result.semantic is not None:
+        pubs.semantic.publish_if_wanted(
+            lambda: builders.image(result.semantic, topics.SEMANTIC.encoding, hdr))
+        pubs.semantic_color.publish_if_wanted(lambda: builders.image(
+            colorize_semantic(result.semantic, palette),
+            topics.SEMANTIC_COLOR.encoding, hdr))
+    if result.instances is not None:
+        pubs.instances.publish_if_wanted(lambda: builders.image(
+            instances_u16(result.instances), topics.INSTANCES.encoding, hdr))
+    if result.panoptic is not None:
+        pubs.panoptic.publish_if_wanted(
+            lambda: builders.image(result.panoptic, topics.PANOPTIC.encoding, hdr))
+    if not result.pair_valid:
+        return
+    if result.motion_prob is not None:
+        pubs.motion_mask.publish_if_wanted(lambda: builders.image(
+            motion_mask(result.motion_prob, motion_threshold), topics.MOTION_MASK.encoding, hdr))
+    if result.scene_flow_m is not None:
+        pubs.scene_flow.publish_if_wanted(
+            lambda: builders.image(result.scene_flow_m, topics.SCENE_FLOW.encoding, hdr))
+        if result.depth_m is not None and result.dt_s:
+            pubs.scene_flow_points.publish_if_wanted(lambda: builders.flow_cloud(
+                *scene_flow_points(result.depth_m, result.scene_flow_m, K, result.dt_s,
+                                              cloud_stride), hdr))

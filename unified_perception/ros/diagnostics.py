@@ -1,0 +1,40 @@
+"""The node's ``/diagnostics`` status: rate, latency, drops, invalid frames, provider, model."""
+
+from __future__ import annotations
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+from unified_perception.ros import builders
+from unified_perception.ros.params import NodeSettings
+from unified_perception.runtime.engine import InferenceEngine
+from unified_perception.runtime.stats import StatsSnapshot
+
+
+def diagnostics_message(node_name: str, settings: NodeSettings, engine: InferenceEngine,
+                        stats: StatsSnapshot, received: int, last_invalid_reason: str,
+                        stamp: Time) -> DiagnosticArray:
+    """One status named after the node: OK while frames flow, WARN when frames were rejected or
+    none was processed yet. Rate and latency (receipt to published) are over the recent window."""
+    values = {
+        "rate_hz": f"{stats.rate_hz:.2f}",
+        "latency_p50_ms": f"{stats.latency_p50_ms:.2f}",
+        "latency_p95_ms": f"{stats.latency_p95_ms:.2f}",
+        "frames_received": received,
+        "frames_processed": stats.frames,
+        "frames_dropped": stats.dropped,
+        "frames_invalid": stats.invalid,
+        "last_invalid_reason": last_invalid_reason,
+        "active_provider": engine.active_provider,
+        "provider_reason": engine.provider_reason,
+        "model_path": settings.model_path,
+        "cameras": ",".join(settings.cameras),
+    }
+    if stats.invalid:
+        level, message = DiagnosticStatus.WARN, f"{stats.invalid} invalid frame(s) rejected"
+    elif stats.frames == 0:
+        level, message = DiagnosticStatus.WARN, "no camera frames processed yet"
+    else:
+        level, message = DiagnosticStatus.OK, f"running on {engine.active_provider}"
+    return builders.diagnostics(f"{node_name.lstrip('/')}: inference", settings.model_path,
+                                level, message, values, stamp)

@@ -1,0 +1,161 @@
+"""The managed (lifecycle) node ``unified_perception``: a wiring diagram.
+
+* configure: load the model (contract checked by the engine), create publishers and the pipeline.
+* activate: subscribe to the cameras, start the inference worker, the diagnostics and the steering
+  watchdog.
+* deactivate: unsubscribe, stop the worker and the timers; lifecycle publishers fall silent.
+* cleanup: destroy publishers and free the inference session.
+
+Parameters come from :mod:`unified_perception.ros.params`; the run-time ones (motion threshold,
+point-cloud stride, path length, steering limits) apply from the next frame on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+from unified_perception.ros import camera_input, params
+from unified_perception.ros.camera_input import CameraInputs
+from unified_perception.ros.diagnostics import diagnostics_message
+from unified_perception.ros.pipeline import FramePipeline
+from unified_perception.ros.publishers import OutputPublishers
+from unified_perception.ros.vehicle import VehicleOutputs
+from unified_perception.ros.worker import InferenceWorker
+from unified_perception.runtime.engine import EngineConfig, InferenceEngine
+from unified_perception.runtime.stats import RunStats
+
+NODE_NAME = "unified_perception"
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+class PerceptionNode(LifecycleNode):
+    """Camera frames in, every perception output and a steering command out."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.settings = params.declare(self)
+        self.add_on_set_parameters_callback(params.validate)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self._engine: InferenceEngine | None = None
+        self._outputs: OutputPublishers | None = None
+        self._inputs: CameraInputs | None = None
+        self._vehicle: VehicleOutputs | None = None
+        self._pipeline: FramePipeline | None = None
+        self._worker: InferenceWorker | None = None
+        self._subscriptions: list[Any] = []
+        self._timers: list[Any] = []
+        self._stats = RunStats()
+
+    # ---------------------------------------------------------------- lifecycle transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        model = os.path.expanduser(self.settings.model_path)
+        if not model or not os.path.isfile(model):
+            self.get_logger().error(
+                f"cannot configure: model_path '{self.settings.model_path}' is not a file; set "
+                f"the parameter model_path to an exported .onnx model (`unified-perception export`)")
+            return FAILURE
+        try:
+            self._engine = InferenceEngine(self._engine_config(model), log=self.get_logger().info)
+        except Exception as err:  # ModelLoadError / ContractError: one clear line, stay unconfigured
+            self.get_logger().error(f"cannot configure: {err}")
+            return FAILURE
+        self._outputs = OutputPublishers(self, self.settings.cameras)
+        self._stats = RunStats()
+        self._inputs = CameraInputs(self.settings.cameras, self._stats.count_dropped)
+        self._vehicle = VehicleOutputs(self._outputs.vehicle, self.settings)
+        self._pipeline = FramePipeline(
+            self._engine, self._outputs, self._vehicle, self._stats, lambda: self.settings,
+            lambda msg: self.get_logger().warning(msg, throttle_duration_sec=5.0),
+            lambda: self.get_clock().now().to_msg())
+        self._worker = InferenceWorker(self._inputs, self._pipeline.process,
+                                       lambda msg: self.get_logger().error(msg))
+        self.get_logger().info(
+            f"configured: model {model} at {self._engine.input_size[1]}x"
+            f"{self._engine.input_size[0]} on {self._engine.active_provider}, cameras "
+            f"{list(self.settings.cameras)} ({self.settings.transport})")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._engine.reset()
+        self._vehicle.reset()
+        self._worker.start()
+        self._subscriptions = camera_input.subscribe(self, self._inputs, self.settings.transport)
+        self._timers = [
+            self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics),
+            self.create_timer(0.05, self._watchdog)]
+        self.get_logger().info("active: processing camera frames")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self.get_logger().info("inactive: not processing, not publishing")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: inference session freed")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release_all()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release_all()
+        return super().on_error(state)
+
+    def release_all(self) -> None:
+        """Stop processing and free everything configure created (idempotent)."""
+        self._stop_processing()
+        self._release()
+
+    # ---------------------------------------------------------------- helpers
+    def _engine_config(self, model: str) -> EngineConfig:
+        s = self.settings
+        return EngineConfig(model_path=model, providers=tuple(s.providers), trt_fp16=s.trt_fp16,
+                            trt_cache_dir=s.trt_cache_dir, max_gap_s=s.max_gap_s,
+                            warmup_runs=s.warmup_runs, intra_op_threads=s.intra_op_threads)
+
+    def _stop_processing(self) -> None:
+        for sub in self._subscriptions:
+            self.destroy_subscription(sub)
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._subscriptions, self._timers = [], []
+        if self._worker is not None:
+            self._worker.stop()
+
+    def _release(self) -> None:
+        if self._outputs is not None:
+            self._outputs.destroy(self)
+        if self._engine is not None:
+            self._engine.close()
+        self._engine = self._outputs = self._inputs = self._vehicle = None
+        self._pipeline = self._worker = None
+
+    def _watchdog(self) -> None:
+        self._vehicle.on_watchdog(self.get_clock().now().to_msg())
+
+    def _publish_diagnostics(self) -> None:
+        self._outputs.vehicle.diagnostics.publish(diagnostics_message(
+            self.get_fully_qualified_name(), self.settings, self._engine, self._stats.snapshot(),
+            self._inputs.received, self._pipeline.last_invalid_reason,
+            self.get_clock().now().to_msg()))
+
+    def _on_parameters_set(self, parameters: list[Parameter]) -> None:
+        self.settings = params.read(self)
+        if self._vehicle is not None:
+            self._vehicle.apply(self.settings)
+        self.get_logger().info("parameters changed: " + ", ".join(
+            f"{p.name}={p.value}" for p in parameters))
+
+
+def autostart(node: PerceptionNode) -> bool:
+    """Configure and activate ``node``; False (with the reason already logged) if either fails."""
+    if node.trigger_configure() != SUCCESS:
+        return False
+    return node.trigger_activate() == SUCCESS

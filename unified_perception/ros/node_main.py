@@ -1,0 +1,68 @@
+"""Entry points of the node: the ``perception_node`` executable (what ``ros2 run`` starts) and the
+``unified-perception node`` subcommand. Both accept the usual ROS arguments, e.g.::
+
+    perception_node --ros-args --params-file config/car.yaml -p model_path:=/path/model.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from unified_perception.ros.node import PerceptionNode, autostart
+from unified_perception.ros.params import ParameterError
+
+
+def run(ros_args: Sequence[str]) -> int:
+    """Start rclpy with ``ros_args`` (argv style), run the node until shutdown. Returns an exit code."""
+    rclpy.init(args=list(ros_args))
+    node = None
+    try:
+        node = PerceptionNode()
+        if node.settings.autostart and not autostart(node):
+            node.get_logger().error(
+                "autostart failed; the node stays up unconfigured/inactive: fix the cause and "
+                "drive it with `ros2 lifecycle set /unified_perception configure`")
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ParameterError as err:
+        print(f"perception_node: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            _shut_down(node)
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+def _shut_down(node: PerceptionNode) -> None:
+    """Stop processing and free the session, also after Ctrl-C already shut the context down."""
+    try:
+        node.trigger_shutdown()
+    except Exception as err:  # the context may be gone already; the session is freed anyway
+        node.release_all()
+        print(f"perception_node: shutdown transition skipped ({err})", file=sys.stderr)
+    node.destroy_node()
+
+
+def entry() -> None:
+    """``perception_node`` console script."""
+    sys.exit(run(sys.argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ros_args", nargs=argparse.REMAINDER,
+                        help="ROS arguments, e.g. --ros-args --params-file config/car.yaml "
+                             "-p model_path:=model.onnx")
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(["unified-perception-node", *args.ros_args])

@@ -1,0 +1,80 @@
+"""One pass of the node on the worker thread: decode the newest frames, one batched engine call,
+publish per-camera outputs and hand the primary camera's result to the vehicle outputs.
+
+A frame that cannot be decoded (unsupported encoding, wrong step, truncated data) is counted,
+remembered for the diagnostics and logged (throttled); nothing derived from it is published.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from builtin_interfaces.msg import Time
+
+from unified_perception.ros import builders
+from unified_perception.ros.camera_input import PendingFrame
+from unified_perception.ros.camera_outputs import output_intrinsics, publish_camera
+from unified_perception.ros.params import NodeSettings
+from unified_perception.ros.publishers import OutputPublishers
+from unified_perception.ros.vehicle import VehicleOutputs
+from unified_perception.runtime.colorize import semantic_palette
+from unified_perception.runtime.engine import CameraFrame, InferenceEngine
+from unified_perception.runtime.image_codec import ImageDecodeError, decode_any_rgb
+from unified_perception.runtime.stats import RunStats
+
+
+class FramePipeline:
+    """Decode -> infer -> publish for the frames the worker took."""
+
+    def __init__(self, engine: InferenceEngine, outputs: OutputPublishers, vehicle: VehicleOutputs,
+                 stats: RunStats, settings: Callable[[], NodeSettings],
+                 warn_throttled: Callable[[str], None], now: Callable[[], Time]) -> None:
+        self._engine = engine
+        self._outputs = outputs
+        self._vehicle = vehicle
+        self._stats = stats
+        self._settings = settings
+        self._warn = warn_throttled
+        self._now = now
+        self._palette = semantic_palette(engine.metadata.class_colors)
+        self._lock = threading.Lock()
+        self._last_invalid = ""
+
+    def process(self, frames: list[PendingFrame]) -> None:
+        decoded = [(f, image) for f in frames if (image := self._decode(f)) is not None]
+        if not decoded:
+            return
+        batch = [CameraFrame(f.camera, image, builders.stamp_to_s(f.msg.header.stamp))
+                 for f, image in decoded]
+        results = self._engine.infer(batch)
+        settings = self._settings()
+        model_hw = self._engine.input_size
+        for (frame, image), result in zip(decoded, results):
+            frame_id = settings.optical_frame_id(frame.camera_index, frame.msg.header.frame_id)
+            hdr = builders.header(frame.msg.header.stamp, frame_id)
+            K = output_intrinsics(frame.info, image.shape[:2], model_hw, self._engine.metadata)
+            publish_camera(self._outputs.cameras[frame.camera], result, hdr, K,
+                           self._palette, settings.motion_threshold,
+                           settings.pointcloud_stride)
+            if frame.camera_index == 0:
+                self._vehicle.on_result(result, frame.msg.header.stamp, self._now())
+            done = time.monotonic()
+            self._stats.record_frame(done, done - frame.received_s)
+
+    @property
+    def last_invalid_reason(self) -> str:
+        """Why the most recent invalid frame was rejected ('' if none was)."""
+        with self._lock:
+            return self._last_invalid
+
+    def _decode(self, frame: PendingFrame):
+        try:
+            return decode_any_rgb(frame.msg)
+        except ImageDecodeError as err:
+            self._stats.count_invalid()
+            with self._lock:
+                self._last_invalid = f"{frame.camera}: {err}"
+            self._warn(f"dropping a frame from camera '{frame.camera}': {err}")
+            return None

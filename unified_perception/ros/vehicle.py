@@ -1,0 +1,108 @@
+"""Vehicle-level outputs from the primary camera: odometry + path and the limited steering command.
+
+Odometry integrates the network's ego-motion (only from valid frame pairs) into ``odom ->
+base_link`` (REP 105). Steering goes through the runtime's limiter; a watchdog tick holds / decays
+the command when no valid frame came for ``steering.stale_timeout_s``. A frame whose steering value
+is missing never produces a command. Called from the worker thread (results) and the executor
+thread (watchdog), hence the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+from builtin_interfaces.msg import Time
+
+from unified_perception.ros import builders
+from unified_perception.ros.params import NodeSettings
+from unified_perception.ros.publishers import VehiclePublishers
+from unified_perception.runtime.engine import FrameResult
+from unified_perception.runtime.odometry import (
+    OdometryIntegrator, camera_to_base_extrinsic, twist_from_step)
+from unified_perception.runtime.steering import SteeringLimiter, SteeringLimits, SteeringOutput
+
+
+def steering_limits(settings: NodeSettings) -> SteeringLimits:
+    return SteeringLimits(
+        max_angle_rad=settings.steering_max_angle_rad,
+        max_rate_rad_s=settings.steering_max_rate_rad_s,
+        smoothing_time_constant_s=settings.steering_smoothing_time_constant_s,
+        stale_timeout_s=settings.steering_stale_timeout_s)
+
+
+class VehicleOutputs:
+    """Odometry, path and steering state of the vehicle, and their publishing."""
+
+    def __init__(self, pubs: VehiclePublishers, settings: NodeSettings) -> None:
+        self._pubs = pubs
+        self._lock = threading.Lock()
+        self._T_base_cam = camera_to_base_extrinsic(settings.camera_to_base_xyz,
+                                                    settings.camera_to_base_rpy)
+        self._odometry = OdometryIntegrator(self._T_base_cam)
+        self._limiter = SteeringLimiter(steering_limits(settings))
+        self._path: deque = deque(maxlen=settings.path_max_poses)
+        self._odom_frame = settings.odom_frame_id
+        self._base_frame = settings.base_frame_id
+        self._last_output_s: float | None = None
+
+    def apply(self, settings: NodeSettings) -> None:
+        """Take over run-time parameter changes (steering limits, path length)."""
+        with self._lock:
+            self._limiter.set_limits(steering_limits(settings))
+            if self._path.maxlen != settings.path_max_poses:
+                self._path = deque(self._path, maxlen=settings.path_max_poses)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._odometry.reset()
+            self._limiter.reset()
+            self._path.clear()
+            self._last_output_s = None
+
+    def on_result(self, result: FrameResult, stamp: Time, now: Time) -> None:
+        """Publish the odometry update (valid pairs only) and the steering command of a frame.
+
+        ``stamp``: the camera frame's stamp; ``now``: the node clock when the result came.
+        """
+        with self._lock:
+            if result.pair_valid and result.T_cam_prev_cam_cur is not None:
+                self._publish_odometry(result, stamp)
+            if result.steering_rad is not None:
+                self._last_output_s = builders.stamp_to_s(now)
+                out = self._limiter.update(result.steering_rad, builders.stamp_to_s(stamp),
+                                           self._last_output_s)
+                self._publish_steering(out, stamp)
+
+    def on_watchdog(self, now: Time) -> None:
+        """Without a steering output for ``stale_timeout_s``, publish the held command at ``now``."""
+        now_s = builders.stamp_to_s(now)
+        with self._lock:
+            last = self._last_output_s
+            if last is None or now_s - last <= self._limiter.limits.stale_timeout_s:
+                return
+            self._last_output_s = now_s
+            self._publish_steering(self._limiter.update(None, now_s, now_s), now)
+
+    def _publish_odometry(self, result: FrameResult, stamp: Time) -> None:
+        T_odom_base = self._odometry.update(result.T_cam_prev_cam_cur)
+        step = self._odometry.last_step
+        linear, angular = ((np.zeros(3), np.zeros(3)) if step is None or not result.dt_s
+                           else twist_from_step(step, result.dt_s))
+        odom = builders.odometry(T_odom_base, linear, angular,
+                                 builders.header(stamp, self._odom_frame), self._base_frame)
+        self._path.append(builders.path_pose(odom))
+        self._pubs.odometry.publish(odom)
+        self._pubs.path.publish_if_wanted(
+            lambda: builders.path(self._path, builders.header(stamp, self._odom_frame)))
+
+    def _publish_steering(self, out: SteeringOutput, stamp: Time) -> None:
+        if not np.isfinite(out.angle_rad):
+            return
+        self._pubs.steering_angle.publish(builders.float32(out.angle_rad))
+        self._pubs.steering_marker.publish_if_wanted(lambda: builders.steering_marker(
+            out.angle_rad, out.held, builders.header(stamp, self._base_frame)))
+        if self._pubs.steering_command is not None:
+            self._pubs.steering_command.publish_if_wanted(
+                lambda: builders.ackermann(out.angle_rad, builders.header(stamp, self._base_frame)))
