@@ -293,3 +293,54 @@ def test_missing_bag_or_topic_map_gives_one_clear_message(tmp_path: Path, mcap_b
     with pytest.raises(MissingFileError, match="rosbag topic map not found"):
         RosbagSequenceReader(mcap_bag, topics=tmp_path / "nope.yaml")
     assert issubclass(MissingFileError, DatasetError)
+
+
+def test_camera_extrinsic_is_read_from_tf_static_chain(tmp_path: Path) -> None:
+    bag = write_bag(tmp_path / "bag", StoragePlugin.MCAP, frames=3)
+    # a second bag directory cannot be appended to; write the static tree into a copy instead
+    with_tf = tmp_path / "bag_tf"
+    Tf = TS.types["geometry_msgs/msg/TransformStamped"]
+    V3, Q = TS.types["geometry_msgs/msg/Vector3"], TS.types["geometry_msgs/msg/Quaternion"]
+
+    def stamped(parent: str, child: str, xyz, quat_xyzw) -> object:
+        return Tf(header=_header(T0_NS, parent), child_frame_id=child,
+                  transform=TS.types["geometry_msgs/msg/Transform"](
+                      translation=V3(x=xyz[0], y=xyz[1], z=xyz[2]),
+                      rotation=Q(x=quat_xyzw[0], y=quat_xyzw[1], z=quat_xyzw[2], w=quat_xyzw[3])))
+
+    from rosbags.highlevel import AnyReader
+    with AnyReader([bag]) as src, Writer(with_tf, version=9, storage_plugin=StoragePlugin.MCAP) as dst:
+        conns = {c.topic: dst.add_connection(c.topic, c.msgtype, typestore=TS) for c in src.connections}
+        tf_conn = dst.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=TS)
+        # base_link -> camera_link (1.5 m ahead, 1.2 m up) -> camera_optical (z forward, x right)
+        tree = TS.types["tf2_msgs/msg/TFMessage"](transforms=[
+            stamped("base_link", "camera_link", (1.5, 0.0, 1.2), (0.0, 0.0, 0.0, 1.0)),
+            stamped("camera_link", "camera_optical", (0.0, 0.0, 0.0), (-0.5, 0.5, -0.5, 0.5)),
+        ])
+        dst.write(tf_conn, T0_NS, TS.serialize_cdr(tree, tree.__msgtype__))
+        for conn, log_ns, raw in src.messages():
+            dst.write(conns[conn.topic], log_ns, raw)
+    sample = RosbagSequenceReader(with_tf)[0]
+    assert sample.pose_frame == POSE_FRAME_CAMERA
+    T_base_cam = np.array([[0, 0, 1, 1.5], [-1, 0, 0, 0], [0, -1, 0, 1.2], [0, 0, 0, 1.0]])
+    np.testing.assert_allclose(sample.poses[1], _expected_pose(1) @ T_base_cam, atol=1e-9)
+
+
+def test_synthetic_bag_from_the_simulator_reads_with_camera_poses(tmp_path: Path) -> None:
+    from unified_perception.cli import main as cli_main
+
+    bag = tmp_path / "synth"
+    assert cli_main(["synth", "--out", str(bag), "--frames", "4", "--size", "32x64", "--quiet"]) == 0
+    reader = RosbagSequenceReader(bag)
+    summary = reader.describe()
+    assert summary.samples == 2 and summary.native_size == (32, 64)
+    assert set(summary.ground_truth) == {"depth_m", "semantic", "instances", "panoptic",
+                                         "motion_mask", "scene_flow", "poses", "steering_rad"}
+    sample = reader[0]
+    assert sample.pose_frame == POSE_FRAME_CAMERA          # extrinsic from the bag's /tf_static
+    assert sample.depth_m.shape == (32, 64) and (sample.depth_m > 0).any()
+    np.testing.assert_array_equal(sample.panoptic % 1000, sample.instances)
+    # the car drives forward: camera t sits ahead of camera t-1 along its optical axis (+z)
+    motion = np.linalg.inv(sample.poses[0]) @ sample.poses[1]
+    assert motion[2, 3] > 0 and abs(motion[2, 3]) > 5 * np.abs(motion[:2, 3]).max()
+    assert np.isfinite(sample.steering_rad).all()

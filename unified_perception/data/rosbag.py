@@ -67,6 +67,29 @@ def _pose_matrix(msg: Any) -> np.ndarray:
     return make_transform(rotation, [pose.position.x, pose.position.y, pose.position.z])
 
 
+def _transform_matrix(transform: Any) -> np.ndarray:
+    """``[4, 4]`` of a geometry_msgs/Transform."""
+    q, t = transform.rotation, transform.translation
+    return make_transform(quaternion_to_matrix(q.x, q.y, q.z, q.w), [t.x, t.y, t.z])
+
+
+def chain_transform(edges: Mapping[str, tuple[str, np.ndarray]], parent: str, child: str) -> np.ndarray | None:
+    """``T_parent_child [4, 4]`` by walking ``child -> parent`` links of a transform tree.
+
+    ``edges`` maps a frame to ``(its parent, T_parent_frame)``; None if ``parent`` is not an ancestor.
+    """
+    T = np.eye(4)
+    frame = child
+    for _ in range(len(edges) + 1):
+        if frame == parent:
+            return T
+        if frame not in edges:
+            return None
+        frame, T_up = edges[frame][0], edges[frame][1]
+        T = T_up @ T
+    return None
+
+
 def _resolve_bag_path(path: Path) -> Path:
     if not path.exists():
         raise MissingFileError(path, "rosbag",
@@ -165,7 +188,7 @@ class RosbagSequenceReader(SequenceDataset):
             if topic is None:
                 continue
             if topic not in present:
-                if key == "image" or key in self.topics.explicit:
+                if key == "image" or (key in self.topics.explicit and key != "tf_static"):
                     raise DatasetConfigError(
                         f"topic '{topic}' (key '{key}' of the topic map) is not in bag {self.path}; "
                         f"its topics are: {listing}. Set '{key}' in the topic map YAML"
@@ -192,15 +215,24 @@ class RosbagSequenceReader(SequenceDataset):
         stamps: dict[str, list[int]] = {k: [] for k in self._selected}
         values: dict[str, list[Any]] = {k: [] for k in self._selected}
         self._native_size: tuple[int, int] | None = None
+        camera_frame = base_frame = ""
+        tf_edges: dict[str, tuple[str, np.ndarray]] = {}
         connections = [c for c in bag.connections if c.topic in key_of]
         for conn, log_ns, raw in bag.messages(connections=connections):
             key = key_of[conn.topic]
             msg = bag.deserialize(raw, conn.msgtype)
             logs[key].append(log_ns)
             stamps[key].append(_stamp_ns(msg, log_ns))
-            if key == "image" and self._native_size is None and hasattr(msg, "height"):
-                self._native_size = (int(msg.height), int(msg.width))
-            if key not in image_keys:
+            if key == "image" and not camera_frame:
+                camera_frame = msg.header.frame_id
+                if hasattr(msg, "height"):
+                    self._native_size = (int(msg.height), int(msg.width))
+            if key == "odometry" and not base_frame:
+                base_frame = getattr(msg, "child_frame_id", "") or ""
+            if key == "tf_static":
+                tf_edges.update({t.child_frame_id: (t.header.frame_id, _transform_matrix(t.transform))
+                                 for t in getattr(msg, "transforms", ())})
+            elif key not in image_keys:
                 values[key].append(self._small_value(key, conn, msg))
         if not logs["image"]:
             raise DatasetError(f"camera topic '{self._selected['image']}' of bag {self.path} has no "
@@ -212,6 +244,9 @@ class RosbagSequenceReader(SequenceDataset):
         self._series = {k: self._series_of(k, logs[k], stamps[k], values[k])
                         for k in ("camera_info", "odometry", "steering") if logs.get(k)}
         self._centres = self._window_centres(len(self._images["image"].stamp_ns))
+        self._T_base_cam = self.topics.base_to_camera()
+        if self._T_base_cam is None and base_frame and camera_frame:
+            self._T_base_cam = chain_transform(tf_edges, base_frame, camera_frame)
 
     @staticmethod
     def _image_index(logs: list[int], stamps: list[int]) -> _ImageIndex:
@@ -351,9 +386,8 @@ class RosbagSequenceReader(SequenceDataset):
               for key in GT_IMAGE_KEYS if key in messages}
         poses = self._per_frame("odometry", stamps, camera.log_ns[frames])
         pose_frame = POSE_FRAME_BASE if poses is not None else ""
-        T_base_cam = self.topics.base_to_camera()
-        if poses is not None and T_base_cam is not None:
-            poses, pose_frame = poses @ T_base_cam, POSE_FRAME_CAMERA
+        if poses is not None and self._T_base_cam is not None:
+            poses, pose_frame = poses @ self._T_base_cam, POSE_FRAME_CAMERA
         steering = self._per_frame("steering", stamps, camera.log_ns[frames])
         return Sample(
             images=images, K=self._intrinsics(centre_stamp, image_hw),
@@ -382,4 +416,6 @@ class RosbagSequenceReader(SequenceDataset):
             kind=self.kind, path=str(self.path), samples=len(self),
             frames=int(self._images["image"].stamp_ns.size), offsets=self.offsets,
             native_size=native, size=self.size or native, ground_truth=self.ground_truth(),
-            details={"topics": dict(self._selected)})
+            details={"topics": dict(self._selected),
+                     "pose_frame": "" if "odometry" not in self._series else (
+                         POSE_FRAME_BASE if self._T_base_cam is None else POSE_FRAME_CAMERA)})

@@ -45,6 +45,9 @@ class RosbagTopics:
             (``data`` for std_msgs/Float32, ``drive.steering_angle`` for Ackermann), multiplied by
             ``steering_scale`` to give rad, positive left. Messages with a header are matched by
             header stamp, others (Float32) by the bag's receive time of the camera frame.
+        tf_static: tf2_msgs/TFMessage topic of static transforms. Where neither ``T_base_cam`` is
+            given nor this is null, the chain from the odometry child frame (base) to the camera
+            image's frame id is read from it, and poses come out as ``T_odom_cam``.
         match_tolerance_s: largest stamp difference accepted for odometry and steering (s).
         intrinsics: ``(fx, fy, cx, cy)`` in pixels of the camera image, used where the bag has no
             camera_info.
@@ -63,6 +66,7 @@ class RosbagTopics:
     scene_flow: str | None = topics.gt_topic(topics.SCENE_FLOW)
     odometry: str | None = topics.gt_topic(topics.ODOMETRY)
     steering: str | None = topics.gt_topic(topics.STEERING_ANGLE)
+    tf_static: str | None = "/tf_static"
     steering_field: str = "data"
     steering_scale: float = 1.0
     match_tolerance_s: float = 0.02
@@ -72,7 +76,7 @@ class RosbagTopics:
 
     def topic_keys(self) -> tuple[str, ...]:
         """Keys whose value is a topic name."""
-        return ("image", "camera_info", *GT_IMAGE_KEYS, "odometry", "steering")
+        return ("image", "camera_info", *GT_IMAGE_KEYS, "odometry", "steering", "tf_static")
 
     def base_to_camera(self) -> np.ndarray | None:
         """``T_base_cam`` as ``[4, 4] float64`` (None if not given)."""
