@@ -76,3 +76,9 @@ class SequenceDataset(abc.ABC):
     def _window_centres(self, num_frames: int) -> range:
         """Centre indices of a sequence of ``num_frames`` whose whole window lies inside it."""
         return range(-self.offsets[0], num_frames - self.offsets[-1])
+
+
+def data_summary(datasets: Sequence[SequenceDataset]) -> dict[str, Any]:
+    """JSON-ready summary of the data a model was trained on (``MetadataKey.DATA_SUMMARY``)."""
+    described = [d.describe().to_dict() for d in datasets]
+    return {"datasets": described, "samples": sum(d["samples"] for d in described)}
