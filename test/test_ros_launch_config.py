@@ -190,3 +190,15 @@ def test_rviz_layout_shows_every_output_in_the_odom_frame() -> None:
         f"/{t.name.lstrip('/')}" for t in topics.OUTPUT_TOPICS if not t.per_camera}
     for names in shown.values():
         assert all(n in published or n == "/front/image_raw" for n in names)
+
+
+def test_node_subcommand_hands_ros_arguments_through() -> None:
+    import argparse
+
+    from unified_perception.ros import node_main
+
+    parser = argparse.ArgumentParser()
+    node_main.add_arguments(parser)
+    args = parser.parse_args(["--ros-args", "--params-file", str(CAR_YAML), "-p", "model_path:=m"])
+    assert args.ros_args == ["--params-file", str(CAR_YAML), "-p", "model_path:=m"]
+    assert parser.parse_args([]).ros_args is None

@@ -339,3 +339,41 @@ def test_a_missing_model_fails_configure_and_leaves_the_node_unconfigured(tmp_pa
     finally:
         session.close()
 
+
+
+def test_two_cameras_are_batched_and_only_the_first_drives_the_vehicle_outputs(
+        tiny_model_path: Path) -> None:
+    session = RosSession()
+    try:
+        node = PerceptionNode(context=session.context, cli_args=[
+            "--ros-args", "-r", "__node:=perception_two_cameras"], parameter_overrides=[
+            Parameter("model_path", value=str(tiny_model_path)),
+            Parameter("providers", value=["cpu"]), Parameter("warmup_runs", value=0),
+            Parameter("cameras", value=["front", "rear"]), Parameter("max_gap_s", value=5.0)])
+        assert autostart(node)
+        session.add(node)
+        tester = session.add(Node("tester3", context=session.context))
+        recorder = Recorder(tester, [("front/depth", Image), ("rear/depth", Image),
+                                     ("odometry", Odometry), ("steering/angle", Float32)])
+        feeds = {cam: CameraFeed(tester, cam) for cam in ("front", "rear")}
+        for feed in feeds.values():
+            feed.wait_connected()
+        sent: dict[str, list] = {"front": [], "rear": []}
+        for seed in range(60):
+            for cam, feed in feeds.items():
+                msg = rgb_image(_frame(seed), stamp_now(tester), f"{cam}_optical")
+                sent[cam].append(msg.header.stamp)
+                feed.send(msg, camera_info(IN_W, IN_H, f"{cam}_optical"))
+            try:
+                recorder.wait_for("odometry", timeout_s=0.5)
+                recorder.wait_for("rear/depth", timeout_s=0.5)
+                break
+            except AssertionError:
+                continue
+        for cam in ("front", "rear"):
+            depth = recorder.wait_for(f"{cam}/depth")
+            assert depth.header.frame_id == f"{cam}_optical"
+            assert depth.header.stamp in sent[cam]
+        assert all(o.header.stamp in sent["front"] for o in recorder.messages("odometry"))
+    finally:
+        session.close()

@@ -59,10 +59,12 @@ def entry() -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ros_args", nargs=argparse.REMAINDER,
-                        help="ROS arguments, e.g. --ros-args --params-file config/car.yaml "
-                             "-p model_path:=model.onnx")
+    parser.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
+                        metavar="ROS_ARGS",
+                        help="everything after it goes to ROS, e.g. --ros-args --params-file "
+                             "config/car.yaml -p model_path:=model.onnx")
 
 
 def main(args: argparse.Namespace) -> int:
-    return run(["unified-perception-node", *args.ros_args])
+    ros_args = [] if args.ros_args is None else ["--ros-args", *args.ros_args]
+    return run(["unified-perception-node", *ros_args])
