@@ -81,7 +81,7 @@ class PerceptionNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._engine.reset()
-        self._vehicle.reset()
+        self._vehicle.restart_steering()
         self._worker.start()
         self._subscriptions = camera_input.subscribe(self, self._inputs, self.settings.transport)
         self._timers = [

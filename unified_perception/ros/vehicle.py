@@ -54,11 +54,10 @@ class VehicleOutputs:
             if self._path.maxlen != settings.path_max_poses:
                 self._path = deque(self._path, maxlen=settings.path_max_poses)
 
-    def reset(self) -> None:
+    def restart_steering(self) -> None:
+        """Forget the steering history (at activation); odometry continues where it was (REP 105)."""
         with self._lock:
-            self._odometry.reset()
             self._limiter.reset()
-            self._path.clear()
             self._last_output_s = None
 
     def on_result(self, result: FrameResult, stamp: Time, now: Time) -> None:
