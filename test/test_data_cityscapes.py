@@ -145,7 +145,6 @@ def test_top_crop_then_resize_keeps_intrinsics_consistent(cityscapes_root: Path)
     # top 48 of 64 rows kept (origin unchanged), then halved: fx/2, (u0 + 0.5)/2 - 0.5
     np.testing.assert_allclose(sample.K, [[FX / 2, 0, (U0 + 0.5) / 2 - 0.5],
                                           [0, FY / 2, (V0 + 0.5) / 2 - 0.5], [0, 0, 1]])
-    label_ids, _ = label_images()
     assert sample.semantic[23, 5] == CLASS_ID["road"]              # row 47 of the original
     assert set(np.unique(sample.semantic)) <= {0, 10, 11, 13, IGNORE_ID}
     assert reader.describe().size == (24, 64)
