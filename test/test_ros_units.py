@@ -1,0 +1,92 @@
+"""The node's plain parts without a running node: parameter table, newest-frame slots, builders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rcl_interfaces.msg import ParameterType
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from unified_perception.ros import builders
+from unified_perception.ros.camera_input import CameraInputs
+from unified_perception.ros.params import PARAM_BY_NAME, PARAMS, validate
+from unified_perception.runtime.image_codec import decode_array
+from unified_perception.runtime.odometry import make_transform, rpy_to_matrix
+
+
+def test_descriptors_carry_type_range_read_only_and_description() -> None:
+    for spec in PARAMS:
+        desc = spec.descriptor()
+        assert desc.description and desc.name == spec.name
+        assert desc.read_only == (not spec.dynamic)
+    threshold = PARAM_BY_NAME["motion_threshold"].descriptor()
+    assert threshold.type == ParameterType.PARAMETER_DOUBLE
+    assert (threshold.floating_point_range[0].from_value,
+            threshold.floating_point_range[0].to_value) == (0.0, 1.0)
+    stride = PARAM_BY_NAME["pointcloud_stride"].descriptor()
+    assert stride.integer_range[0].from_value == 1
+    assert {p.name for p in PARAMS if p.dynamic} >= {
+        "motion_threshold", "steering.max_angle_rad", "steering.max_rate_rad_s",
+        "steering.smoothing_time_constant_s", "steering.stale_timeout_s"}
+    assert not any(PARAM_BY_NAME[n].dynamic for n in ("model_path", "cameras", "providers"))
+
+
+def test_validation_names_the_parameter_and_the_reason() -> None:
+    assert validate([Parameter("motion_threshold", value=0.3)]).successful
+    result = validate([Parameter("motion_threshold", value=0.3),
+                       Parameter("steering.max_angle_rad", value=float("inf"))])
+    assert not result.successful and "steering.max_angle_rad must be a finite number" in result.reason
+    result = validate([Parameter("camera_to_base_xyz", value=[1.0, 2.0])])
+    assert not result.successful and "needs 3 finite numbers" in result.reason
+    assert "must be one of" in validate([Parameter("transport", value="h264")]).reason
+
+
+def test_newest_frame_wins_and_replaced_frames_are_counted_as_dropped() -> None:
+    dropped: list[int] = []
+    inputs = CameraInputs(["front", "rear"], dropped.append)
+    for k in range(3):
+        inputs.offer_frame("front", Image(width=k))
+    inputs.offer_frame("rear", Image(width=10))
+    frames = inputs.take(0.0)
+    assert [(f.camera, f.camera_index, f.msg.width) for f in frames] == [
+        ("front", 0, 2), ("rear", 1, 10)]
+    assert sum(dropped) == 2 and inputs.received == 4
+    assert inputs.take(0.0) == []
+
+
+def test_image_builder_round_trips_through_the_codec() -> None:
+    depth = np.random.default_rng(0).uniform(0.1, 80, (4, 6)).astype(np.float32)
+    hdr = builders.header(builders.s_to_stamp(12.25), "cam")
+    msg = builders.image(depth, "32FC1", hdr)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (12, 250_000_000)
+    np.testing.assert_array_equal(decode_array(msg), depth)
+
+
+def test_flow_cloud_layout_is_six_float32_fields() -> None:
+    xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
+    vel = -xyz
+    cloud = builders.flow_cloud(xyz, vel, builders.header(builders.s_to_stamp(1.0), "cam"))
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (1, 4, 24, 96)
+    data = np.frombuffer(bytes(cloud.data), "<f4").reshape(4, 6)
+    np.testing.assert_array_equal(data[:, :3], xyz)
+    np.testing.assert_array_equal(data[:, 3:], vel)
+
+
+def test_odometry_pose_and_twist_follow_rep_105() -> None:
+    T = make_transform(rpy_to_matrix(0.0, 0.0, 0.3), [2.0, 1.0, 0.0])
+    odom = builders.odometry(T, [1.0, 0.0, 0.0], [0.0, 0.0, 0.1],
+                             builders.header(builders.s_to_stamp(3.0), "odom"), "base_link")
+    q = odom.pose.pose.orientation
+    assert math.isclose(2 * math.atan2(q.z, q.w), 0.3, abs_tol=1e-9)
+    assert (odom.pose.pose.position.x, odom.pose.pose.position.y) == (2.0, 1.0)
+    assert odom.child_frame_id == "base_link" and odom.twist.twist.angular.z == 0.1
+
+
+def test_steering_marker_points_left_for_a_positive_angle_and_turns_amber_when_held() -> None:
+    hdr = builders.header(builders.s_to_stamp(0.0), "base_link")
+    live = builders.steering_marker(0.2, False, hdr)
+    held = builders.steering_marker(-0.2, True, hdr)
+    assert live.points[1].y > 0 > held.points[1].y
+    assert live.color.g > live.color.r and held.color.r > held.color.b
