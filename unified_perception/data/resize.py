@@ -13,6 +13,10 @@ import cv2
 import numpy as np
 
 from unified_perception.data.sample import PER_PIXEL_FIELDS, Sample
+from unified_perception.runtime.preprocess import scale_intrinsics  # one convention for train and car
+
+__all__ = ["crop_intrinsics", "crop_sample", "resize_images", "resize_nearest", "resize_sample",
+           "scale_intrinsics", "scale_matrix"]
 
 
 def scale_matrix(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -22,11 +26,6 @@ def scale_matrix(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray
     return np.array([[sx, 0.0, 0.5 * sx - 0.5],
                      [0.0, sy, 0.5 * sy - 0.5],
                      [0.0, 0.0, 1.0]])
-
-
-def scale_intrinsics(K: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
-    """Intrinsics ``[3, 3]`` of an image of size ``src_hw`` after resizing it to ``dst_hw``."""
-    return scale_matrix(src_hw, dst_hw) @ np.asarray(K, dtype=np.float64)
 
 
 def crop_intrinsics(K: np.ndarray, top: int, left: int) -> np.ndarray:
