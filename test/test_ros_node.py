@@ -325,13 +325,17 @@ def test_lifecycle_services_stop_and_resume_publishing(harness: Harness) -> None
     harness.send_and_wait(f"{CAMERA}/semantic/color")
 
 
-def test_a_missing_model_fails_configure_and_leaves_the_node_unconfigured(tmp_path: Path) -> None:
+def test_a_missing_model_fails_configure_and_leaves_the_node_unconfigured(
+        tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     session = RosSession()
     try:
         node = PerceptionNode(context=session.context, cli_args=[
             "--ros-args", "-r", "__node:=perception_without_model"], parameter_overrides=[
             Parameter("model_path", value=str(tmp_path / "missing.onnx"))])
         assert not autostart(node)
+        errors = [line for line in capfd.readouterr().err.splitlines() if "[ERROR]" in line]
+        assert len(errors) == 1, errors  # one line that says what to do
+        assert "missing.onnx' is not a file; set the parameter model_path" in errors[0]
         session.add(node)
         tester = session.add(Node("tester2", context=session.context))
         state = call(tester, GetState, "/perception_without_model/get_state", GetState.Request())
