@@ -246,9 +246,13 @@ _MATERIALS = {
 # Light, sky and the camera response
 
 
-def irradiance(normal_world: np.ndarray, lighting: Lighting) -> np.ndarray:
-    """``[M, 3]`` light reaching surfaces with world normals ``[M, 3]`` (no cast shadows)."""
+def irradiance(normal_world: np.ndarray, lighting: Lighting, sun_visible: np.ndarray | None = None
+               ) -> np.ndarray:
+    """``[M, 3]`` light reaching surfaces with world normals ``[M, 3]``; ``sun_visible`` ``[M]``
+    (0..1) scales the direct sunlight (cast shadows), all 1 when omitted."""
     sun = np.clip(normal_world @ lighting.sun_dir_world, 0.0, None)
+    if sun_visible is not None:
+        sun = sun * sun_visible
     sky = 0.55 + 0.45 * normal_world[:, 2]
     return sky[:, None] * lighting.ambient_rgb + sun[:, None] * lighting.sun_rgb
 

@@ -23,6 +23,7 @@ from unified_perception.sim.geometry import camera_extrinsic, invert
 from unified_perception.sim.layout import Layout, build_layout
 from unified_perception.sim.materials import GROUND_PRIM, SKY_PRIM
 from unified_perception.sim.raycast import cast_rays
+from unified_perception.sim.shadows import ground_shadow
 from unified_perception.sim.road import RoadCurve, build_road
 from unified_perception.sim.trajectory import EgoPath, build_ego_path, plan_lateral_offset
 
@@ -47,6 +48,10 @@ class SimFrame:
     curvature_inv_m: float      # path curvature of base_link (1/m, positive left)
     speed_mps: float            # forward speed of base_link (m/s)
     yaw_rate_rps: float         # rad/s, positive left (speed * curvature)
+
+
+SHADOW_CASTER_BEHIND_M = 25.0
+"""objects up to this far behind the camera are kept: their shadows can reach into view"""
 
 
 class SyntheticWorld:
@@ -86,7 +91,7 @@ class SyntheticWorld:
         rel = T_obj[:, :2, 3] - T_world_cam[:2, 3]
         forward = T_world_cam[:2, 2] / max(np.linalg.norm(T_world_cam[:2, 2]), 1e-9)
         near = np.linalg.norm(rel, axis=1) < self.config.max_distance_m + lay.objects.radius_m
-        ahead = rel @ forward > -lay.objects.radius_m - 1.0
+        ahead = rel @ forward > -lay.objects.radius_m - SHADOW_CASTER_BEHIND_M
         keep_obj = near & ahead
         index = np.flatnonzero(keep_obj[lay.parts.obj])
         T_now = lay.part_poses(T_obj, time_s, index)
@@ -142,7 +147,10 @@ class SyntheticWorld:
             fp = np.minimum(fp, 50.0)
             albedo = shading.ground_albedo(s, d, points[ground][:, :2], fp, lay_cross(self), light)
             normal = np.tile([0.0, 0.0, 1.0], (len(s), 1))
-            radiance[ground] = albedo * shading.irradiance(normal, light)
+            P = self.layout.parts
+            shadow = ground_shadow(points[ground], light.sun_dir_world, parts.T_world_part,
+                                   P.shape[part_index], P.half[part_index])
+            radiance[ground] = albedo * shading.irradiance(normal, light, 1.0 - shadow)
 
         on_part = hits.prim >= 0
         if on_part.any():
