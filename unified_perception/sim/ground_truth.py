@@ -8,7 +8,7 @@ import numpy as np
 
 from unified_perception.contract import CLASS_ID, PANOPTIC_LABEL_DIVISOR
 from unified_perception.sim.layout import CrossSection
-from unified_perception.sim.materials import GROUND_PRIM, SKY_PRIM
+from unified_perception.sim.materials import GROUND_PRIM
 from unified_perception.sim.raycast import HitBuffer
 
 

@@ -22,7 +22,7 @@ from unified_perception.sim.config import SimConfig
 from unified_perception.sim.geometry import camera_extrinsic, invert
 from unified_perception.sim.layout import Layout, build_layout
 from unified_perception.sim.materials import GROUND_PRIM, SKY_PRIM
-from unified_perception.sim.raycast import cast_rays
+from unified_perception.sim.raycast import HitBuffer, cast_rays
 from unified_perception.sim.shadows import ground_shadow
 from unified_perception.sim.road import RoadCurve, build_road
 from unified_perception.sim.trajectory import EgoPath, build_ego_path, plan_lateral_offset
@@ -133,7 +133,11 @@ class SyntheticWorld:
             T_base_cam=self.T_base_cam.copy(), K=self.camera.K.copy(), steering_rad=float(steering),
             curvature_inv_m=float(kappa), speed_mps=float(speed), yaw_rate_rps=float(speed * kappa))
 
-    def _shade(self, hits, part_index, parts, rays_world, ground, s, d, points) -> np.ndarray:
+    def _shade(self, hits: HitBuffer, part_index: np.ndarray, parts: gt.VisibleParts,
+               rays_world: np.ndarray, ground: np.ndarray, s: np.ndarray, d: np.ndarray,
+               points: np.ndarray) -> np.ndarray:
+        """``[H, W, 3] uint8`` image from the hit buffer (``s``, ``d``: road coordinates of the
+        ground pixels; ``points``: ``[H, W, 3]`` world hit points)."""
         H, W = self.camera.height, self.camera.width
         light = self.lighting
         fx = self.camera.K[0, 0]
@@ -145,7 +149,8 @@ class SyntheticWorld:
             cos_g = np.abs(rays_world[ground][:, 2]) / ray_len[ground]
             fp = dist[ground] / (fx * ray_len[ground]) * ray_len[ground] / np.maximum(cos_g, 0.08)
             fp = np.minimum(fp, 50.0)
-            albedo = shading.ground_albedo(s, d, points[ground][:, :2], fp, lay_cross(self), light)
+            albedo = shading.ground_albedo(s, d, points[ground][:, :2], fp, self.layout.cross_section,
+                                            light)
             normal = np.tile([0.0, 0.0, 1.0], (len(s), 1))
             P = self.layout.parts
             shadow = ground_shadow(points[ground], light.sun_dir_world, parts.T_world_part,
@@ -172,10 +177,6 @@ class SyntheticWorld:
         if sky.any():
             radiance[sky] = shading.sky_radiance(rays_world[sky], fx, light)
         return shading.to_srgb8(radiance, light.exposure)
-
-
-def lay_cross(world: SyntheticWorld):
-    return world.layout.cross_section
 
 
 def render_sequence(config: SimConfig) -> Iterator[SimFrame]:
