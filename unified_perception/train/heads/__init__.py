@@ -1,0 +1,1 @@
+"""Task heads, one per module: depth, panoptic segmentation, pose, motion, steering."""

@@ -1,0 +1,67 @@
+"""Motion decoder (Dynamo-Depth style, as in the paper's release): a coarse-to-fine field seeded by
+the detached ego-motion.
+
+A 1x1 conv of ``100 * pose_vector`` gives a 1x1 seed field. Levels, coarse to fine: the pair
+features ``[f_prev, f_cur]`` at strides 32, 16, 8, 4, then stride 2 (the stride-4 pair upsampled),
+then the normalised RGB pair at full size. At each level::
+
+    a = relu(conv3x3(cat[up(field), features]));  b = relu(conv3x3(a))
+    field = conv1x1(cat[a, b]) + up(field)
+
+Two instances: ``MotionDecoder(out_channels=3)`` gives the independent 3D flow (x0.005, m, optical
+frame of t) and ``MotionDecoder(out_channels=1, sigmoid=True)`` the motion probability.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unified_perception.train.heads.layers import upsample_to
+
+FLOW_SCALE = 0.005
+EGO_SEED_SCALE = 100.0
+
+
+class _Level(nn.Module):
+    def __init__(self, cin: int, width: int, cout: int) -> None:
+        super().__init__()
+        self.conv_a = nn.Conv2d(cin + cout, width, 3, padding=1)
+        self.conv_b = nn.Conv2d(width, width, 3, padding=1)
+        self.out = nn.Conv2d(2 * width, cout, 1)
+
+    def forward(self, field: Tensor, features: Tensor) -> Tensor:
+        up = upsample_to(field, features.shape[-2:])
+        a = F.relu(self.conv_a(torch.cat([up, features], dim=1)))
+        b = F.relu(self.conv_b(a))
+        return self.out(torch.cat([a, b], dim=1)) + up
+
+
+class MotionDecoder(nn.Module):
+    """Pair features (strides 4..32), the image pair and the ego pose -> a dense field ``[N, C, H, W]``."""
+
+    def __init__(self, in_channels: tuple[int, ...], out_channels: int,
+                 widths: tuple[int, ...] = (256, 128, 64, 32, 16, 16), sigmoid: bool = False,
+                 scale: float = FLOW_SCALE) -> None:
+        super().__init__()
+        self.sigmoid, self.scale = sigmoid, scale
+        self.seed = nn.Conv2d(6, out_channels, 1)
+        # Level inputs: pairs at strides 32, 16, 8, 4, the stride-4 pair again at stride 2, RGB pair.
+        pair = [2 * c for c in in_channels[::-1]]
+        level_inputs = pair + [pair[-1], 6]
+        self.levels = nn.ModuleList(_Level(cin, width, out_channels)
+                                    for cin, width in zip(level_inputs, widths))
+
+    def forward(self, prev_features: list[Tensor], cur_features: list[Tensor],
+                prev_image: Tensor, cur_image: Tensor, pose_vector: Tensor) -> Tensor:
+        """``pose_vector`` ``[N, 6]`` is detached here; images are normalised ``[N, 3, H, W]``."""
+        seed = self.seed(EGO_SEED_SCALE * pose_vector.detach()[:, :, None, None])     # [N, C, 1, 1]
+        pairs = [torch.cat([p, c], dim=1) for p, c in zip(prev_features[::-1], cur_features[::-1])]
+        h, w = cur_image.shape[-2:]
+        pairs.append(upsample_to(pairs[-1], (h // 2, w // 2)))
+        pairs.append(torch.cat([prev_image, cur_image], dim=1))
+        field = seed
+        for level, features in zip(self.levels, pairs):
+            field = level(field, features)
+        return torch.sigmoid(field) if self.sigmoid else field * self.scale

@@ -1,0 +1,103 @@
+"""Panoptic-DeepLab-style segmentation heads (Cheng et al., 2020): semantic logits, instance
+center heatmap and center offsets, from two light decoders over the shared encoder's features.
+
+Each decoder: ASPP on the stride-32 features (dilations 3/6/9: Panoptic-DeepLab's 6/12/18 at output
+stride 16, halved for stride 32, plus an image-pooling branch), then upsampling to strides 16, 8, 4
+with a projected skip concatenated at each and a 5x5 depthwise-separable fusion conv. Predictions
+are made at stride 4 and resized bilinearly to the input size. Offsets are in input pixels
+(``[dy, dx]``, pointing from a pixel to its instance center); the heatmap regresses a Gaussian of
+the instance centers (no sigmoid), as in Panoptic-DeepLab.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from unified_perception.contract import NUM_CLASSES
+from unified_perception.train.heads.layers import (conv_bn_relu, separable_conv_bn_relu,
+                                                   upsample_to)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling: 1x1, three dilated 3x3 and an image-pooling branch."""
+
+    def __init__(self, cin: int, cout: int, rates: tuple[int, ...] = (3, 6, 9)) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([conv_bn_relu(cin, cout, 1)] +
+                                      [conv_bn_relu(cin, cout, 3, dilation=r) for r in rates])
+        self.pool = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
+        self.project = conv_bn_relu(cout * (len(rates) + 2), cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = self.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, x.shape[2], x.shape[3])
+        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+
+
+class PanopticDecoder(nn.Module):
+    """ASPP at stride 32, then fuse projected skips at strides 16, 8, 4 -> ``[N, width, H/4, W/4]``."""
+
+    def __init__(self, in_channels: tuple[int, ...], width: int,
+                 skip_widths: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.aspp = ASPP(in_channels[-1], width)
+        self.skips = nn.ModuleList(conv_bn_relu(c, s, 1)
+                                   for c, s in zip(in_channels[:3][::-1], skip_widths))
+        self.fuse = nn.ModuleList(separable_conv_bn_relu(width + s, width) for s in skip_widths)
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        x = self.aspp(features[-1])
+        for skip_conv, fuse, feat in zip(self.skips, self.fuse, features[:3][::-1]):
+            skip = skip_conv(feat)
+            x = fuse(torch.cat([upsample_to(x, skip.shape[-2:]), skip], dim=1))
+        return x
+
+
+class PredictionHead(nn.Module):
+    """5x5 depthwise-separable conv then a 1x1 conv to ``cout`` channels."""
+
+    def __init__(self, cin: int, inner: int, cout: int) -> None:
+        super().__init__()
+        self.body = separable_conv_bn_relu(cin, inner)
+        self.out = nn.Conv2d(inner, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.body(x))
+
+
+class PanopticHeadOutput(NamedTuple):
+    """Dense predictions at the input size."""
+
+    semantic_logits: Tensor     # [N, C, H, W] float32
+    center_heatmap_s4: Tensor   # [N, 1, H/4, W/4] float32 (center extraction runs at stride 4)
+    center_heatmap: Tensor      # [N, 1, H, W] float32
+    center_offsets: Tensor      # [N, 2, H, W] float32, (dy, dx) in input pixels
+
+
+class PanopticHead(nn.Module):
+    """Semantic decoder + instance decoder -> semantic logits, center heatmap, center offsets."""
+
+    def __init__(self, in_channels: tuple[int, ...], num_classes: int = NUM_CLASSES,
+                 semantic_width: int = 256, instance_width: int = 128,
+                 semantic_skips: tuple[int, int, int] = (128, 64, 32),
+                 instance_skips: tuple[int, int, int] = (64, 32, 16),
+                 instance_head_width: int = 32) -> None:
+        super().__init__()
+        self.semantic_decoder = PanopticDecoder(in_channels, semantic_width, semantic_skips)
+        self.instance_decoder = PanopticDecoder(in_channels, instance_width, instance_skips)
+        self.semantic_head = PredictionHead(semantic_width, semantic_width, num_classes)
+        self.center_head = PredictionHead(instance_width, instance_head_width, 1)
+        self.offset_head = PredictionHead(instance_width, instance_head_width, 2)
+
+    def forward(self, features: list[Tensor], image_size: tuple[int, int]) -> PanopticHeadOutput:
+        sem = self.semantic_head(self.semantic_decoder(features))
+        inst = self.instance_decoder(features)
+        center_s4 = self.center_head(inst)
+        return PanopticHeadOutput(
+            semantic_logits=upsample_to(sem, image_size),
+            center_heatmap_s4=center_s4,
+            center_heatmap=upsample_to(center_s4, image_size),
+            center_offsets=upsample_to(self.offset_head(inst), image_size),
+        )

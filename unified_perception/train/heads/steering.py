@@ -1,0 +1,61 @@
+"""Frame latent and the steering head (attention pooling over a window of frame latents).
+
+Frame latent: each stride's encoder features are average-pooled over space, concatenated and
+projected (Linear + LayerNorm) to ``D``; it is the contract's ``latent`` output and what the
+steering head sees. The paper trains the steering head on the FROZEN encoder (training's concern).
+
+Steering head ("AttnPool"): the window ``[N, T, D]`` of the last T frame latents (oldest first,
+current last) with a validity mask ``[N, T]`` (1 = a real frame) gets a learned position embedding;
+a learned query attends over it with multi-head attention (masked slots excluded); an MLP maps the
+pooled vector to the steering angle (rad, positive left).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from unified_perception.contract import DEFAULT_STEERING_WINDOW
+
+
+class FrameLatent(nn.Module):
+    """Features at strides 4..32 -> ``[N, D]`` frame latent."""
+
+    def __init__(self, in_channels: tuple[int, ...], dim: int = 256) -> None:
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(sum(in_channels), dim), nn.LayerNorm(dim))
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        pooled = torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
+        return self.project(pooled)
+
+
+class AttentionPoolSteering(nn.Module):
+    """``[N, T, D]`` latents + ``[N, T]`` mask -> steering angle ``[N, 1]`` (rad, positive left)."""
+
+    def __init__(self, dim: int = 256, window: int = DEFAULT_STEERING_WINDOW, heads: int = 4,
+                 hidden: int = 128) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"steering latent dim {dim} must be divisible by heads {heads}")
+        self.window, self.heads = window, heads
+        self.position = nn.Parameter(torch.zeros(1, window, dim))
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * dim ** -0.5)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.trunc_normal_(self.position, std=0.02)
+
+    def forward(self, latents: Tensor, mask: Tensor) -> Tensor:
+        n, t, d = latents.shape
+        hd = d // self.heads
+        x = latents + self.position
+        keys = self.key(x).reshape(n, t, self.heads, hd).permute(0, 2, 3, 1)        # [N, h, hd, T]
+        values = self.value(x).reshape(n, t, self.heads, hd).permute(0, 2, 1, 3)    # [N, h, T, hd]
+        query = self.query.reshape(1, self.heads, 1, hd)
+        scores = (query @ keys) / math.sqrt(hd)                                     # [N, h, 1, T]
+        scores = scores.masked_fill(mask[:, None, None, :] < 0.5, -1e4)
+        pooled = (torch.softmax(scores, dim=-1) @ values).reshape(n, d)             # [N, D]
+        return self.out(pooled)

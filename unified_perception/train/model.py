@@ -1,0 +1,349 @@
+"""The unified multi-task model: one shared encoder run ONCE per frame, every head on top of it,
+and the temporal state (the previous frame's features) passed in and out explicitly.
+
+``UnifiedModel.forward(image, state) -> (UnifiedOutput, TemporalState)``. In training mode it
+returns what the losses need (multi-scale disparities, logits, raw fields); in eval mode it also
+groups the panoptic ids, and blanks the two-frame outputs of rows whose state held no previous
+frame (identity ego-motion, zero motion and flow). The same heads on their own backbones make
+the dedicated single-task models and the multi-backbone teacher (:func:`build_teacher`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from unified_perception.contract import (ALL_TASKS, DEFAULT_DEPTH_RANGE_M, DEFAULT_STEERING_WINDOW,
+                                         NUM_CLASSES, TWO_FRAME_TASKS, Task)
+from unified_perception.train.backbones import Backbone, build_backbone
+from unified_perception.train.heads.depth import DepthDecoder
+from unified_perception.train.heads.motion import MotionDecoder
+from unified_perception.train.heads.panoptic import PanopticHead
+from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
+from unified_perception.train.heads.pose import MultiScalePoseDecoder
+from unified_perception.train.heads.steering import AttentionPoolSteering, FrameLatent
+from unified_perception.train.normalization import ImageNormalization
+
+SEGMENTATION_TASKS = frozenset({Task.SEMANTIC, Task.INSTANCE, Task.PANOPTIC})
+
+
+@dataclass(frozen=True)
+class HeadOptions:
+    """Widths and settings of every head. ``paper`` follows the paper's release; ``light`` is a car
+    version (about a tenth of the head compute)."""
+
+    depth_width: int = 256
+    depth_fine_widths: tuple[int, int] = (64, 32)
+    depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M
+    semantic_width: int = 256
+    instance_width: int = 128
+    semantic_skips: tuple[int, int, int] = (128, 64, 32)
+    instance_skips: tuple[int, int, int] = (64, 32, 16)
+    instance_head_width: int = 32
+    center_top_k: int = 64
+    center_threshold: float = 0.1
+    center_nms_kernel: int = 3
+    pose_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    pose_head_width: int = 256
+    motion_widths: tuple[int, ...] = (256, 128, 64, 32, 16, 16)
+    latent_dim: int = 256
+    steering_window: int = DEFAULT_STEERING_WINDOW
+    steering_heads: int = 4
+    steering_hidden: int = 128
+
+
+PRESETS: dict[str, HeadOptions] = {
+    "paper": HeadOptions(),
+    "light": HeadOptions(
+        depth_width=64, depth_fine_widths=(32, 16), semantic_width=96, instance_width=48,
+        semantic_skips=(48, 32, 16), instance_skips=(32, 16, 8), instance_head_width=16,
+        center_top_k=32, pose_widths=(16, 32, 64, 128), pose_head_width=64,
+        motion_widths=(64, 32, 16, 16, 8, 8), latent_dim=128, steering_hidden=64),
+}
+
+
+def head_options(preset: str = "paper", **overrides: Any) -> HeadOptions:
+    """A preset's :class:`HeadOptions` with ``overrides`` (field names of HeadOptions)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown head preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(HeadOptions)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown head option(s) {unknown}; valid: {sorted(fields)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+@dataclass
+class TemporalState:
+    """What the model carries from frame t-1 to frame t. All-zero = no previous frame.
+
+    ``features``: encoder maps at strides 4..32 ``[N, C_i, H/s_i, W/s_i]`` (two-frame tasks);
+    ``prev_image``: the normalised image ``[N, 3, H, W]`` (motion decoder); ``latent_window``
+    ``[N, T, D]`` and ``latent_mask`` ``[N, T]`` (1 = real frame; steering); ``valid`` ``[N]``
+    float32, 1 when ``features``/``prev_image`` hold a real previous frame.
+    """
+
+    features: tuple[Tensor, ...] | None = None
+    prev_image: Tensor | None = None
+    latent_window: Tensor | None = None
+    latent_mask: Tensor | None = None
+    valid: Tensor | None = None
+
+    def named(self) -> dict[str, Tensor]:
+        """Flat ``{suffix: tensor}`` in a fixed order; the contract names are ``state_in_<suffix>``."""
+        out: dict[str, Tensor] = {}
+        if self.features is not None:
+            for stride, f in zip((4, 8, 16, 32), self.features):
+                out[f"feat_s{stride}"] = f
+        if self.prev_image is not None:
+            out["prev_image"] = self.prev_image
+        if self.latent_window is not None:
+            out["latent_window"] = self.latent_window
+            out["latent_mask"] = self.latent_mask  # type: ignore[assignment]
+        if self.valid is not None:
+            out["valid"] = self.valid
+        return out
+
+    @classmethod
+    def from_named(cls, named: dict[str, Tensor]) -> "TemporalState":
+        feats = tuple(named[f"feat_s{s}"] for s in (4, 8, 16, 32)) if "feat_s4" in named else None
+        return cls(features=feats, prev_image=named.get("prev_image"),
+                   latent_window=named.get("latent_window"), latent_mask=named.get("latent_mask"),
+                   valid=named.get("valid"))
+
+
+class UnifiedOutput(NamedTuple):
+    """Everything the model predicts for frame t. Fields of tasks the model lacks are None."""
+
+    latent: Tensor                                  # [N, D]
+    depth_m: Tensor | None = None                   # [N, 1, H, W] m, optical z
+    disparities: tuple[Tensor, ...] | None = None   # finest first: H, H/2, H/4, H/8 (train); H (eval)
+    semantic_logits: Tensor | None = None           # [N, C, H, W]
+    center_heatmap: Tensor | None = None            # [N, 1, H, W]
+    center_heatmap_s4: Tensor | None = None         # [N, 1, H/4, W/4] (center extraction input)
+    center_offsets: Tensor | None = None            # [N, 2, H, W] (dy, dx) px
+    semantic: Tensor | None = None                  # [N, H, W] int64 (eval)
+    instances: Tensor | None = None                 # [N, H, W] int64 (eval)
+    panoptic: Tensor | None = None                  # [N, H, W] int64 (eval)
+    pose_vector: Tensor | None = None               # [N, 6] of T_cam_cur_cam_prev
+    T_cam_prev_cam_cur: Tensor | None = None        # [N, 4, 4]
+    motion_prob: Tensor | None = None               # [N, 1, H, W]
+    independent_flow_m: Tensor | None = None        # [N, 3, H, W] m, before the motion mask
+    scene_flow_m: Tensor | None = None              # [N, 3, H, W] m = independent_flow * motion_prob
+    steering_rad: Tensor | None = None              # [N, 1] rad, positive left
+    pair_valid: Tensor | None = None                # [N] bool
+
+
+class UnifiedModel(nn.Module):
+    """Shared encoder + the heads its tasks need. See the module docstring."""
+
+    def __init__(self, backbone_name: str, backbone: Backbone, input_height: int, input_width: int,
+                 tasks: Sequence[Task | str] = ALL_TASKS,
+                 options: HeadOptions = HeadOptions()) -> None:
+        super().__init__()
+        if input_height % 32 or input_width % 32:
+            raise ValueError(f"input size {input_height}x{input_width} must be a multiple of 32 "
+                             f"(the encoder's coarsest stride)")
+        self.tasks: tuple[Task, ...] = tuple(t for t in ALL_TASKS if t in {Task(x) for x in tasks})
+        if not self.tasks:
+            raise ValueError("a model needs at least one task")
+        self.backbone_name, self.options = backbone_name, options
+        self.input_height, self.input_width = input_height, input_width
+        ch = tuple(backbone.channels)
+        self.normalize = ImageNormalization()
+        self.encoder = backbone
+        self.latent = FrameLatent(ch, options.latent_dim)
+        has = set(self.tasks)
+        self.depth = (DepthDecoder(ch, options.depth_width, options.depth_fine_widths,
+                                   options.depth_range_m) if Task.DEPTH in has else None)
+        self.panoptic = (PanopticHead(ch, NUM_CLASSES, options.semantic_width,
+                                      options.instance_width, options.semantic_skips,
+                                      options.instance_skips, options.instance_head_width)
+                         if has & SEGMENTATION_TASKS else None)
+        self.grouping = (PanopticGrouping(top_k=options.center_top_k,
+                                          threshold=options.center_threshold,
+                                          nms_kernel=options.center_nms_kernel)
+                         if self.panoptic is not None else None)
+        self.two_frame = bool(has & TWO_FRAME_TASKS)
+        self.pose = (MultiScalePoseDecoder(ch, options.pose_widths, options.pose_head_width)
+                     if self.two_frame else None)
+        needs_mask = bool(has & {Task.MOTION, Task.SCENE_FLOW})
+        self.motion_mask = (MotionDecoder(ch, 1, options.motion_widths, sigmoid=True)
+                            if needs_mask else None)
+        self.motion_flow = (MotionDecoder(ch, 3, options.motion_widths)
+                            if Task.SCENE_FLOW in has else None)
+        self.steering = (AttentionPoolSteering(options.latent_dim, options.steering_window,
+                                               options.steering_heads, options.steering_hidden)
+                         if Task.STEERING in has else None)
+        for name, module in self.head_modules().items():
+            if name != "encoder":
+                init_head_weights(module)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.options.latent_dim
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> TemporalState:
+        """The all-zero state of ``batch`` rows: no previous frame."""
+        h, w = self.input_height, self.input_width
+        z = lambda *shape: torch.zeros(batch, *shape, device=device)  # noqa: E731
+        state = TemporalState()
+        if self.two_frame:
+            state.features = tuple(z(c, h // s, w // s)
+                                   for c, s in zip(self.encoder.channels, self.encoder.strides))
+            state.valid = z()
+        if self.motion_mask is not None:
+            state.prev_image = z(3, h, w)
+        if self.steering is not None:
+            state.latent_window = z(self.options.steering_window, self.options.latent_dim)
+            state.latent_mask = z(self.options.steering_window)
+        return state
+
+    def forward(self, image: Tensor, state: TemporalState | None = None
+                ) -> tuple[UnifiedOutput, TemporalState]:
+        """``image``: uint8 ``[N, H, W, 3]`` RGB or float ``[N, 3, H, W]`` in [0, 1].
+
+        Returns this frame's outputs and the state to pass with the next frame.
+        """
+        x = self.normalize(image)
+        n = x.shape[0]
+        if state is None:
+            state = self.initial_state(n, x.device)
+        size = (self.input_height, self.input_width)
+        feats = self.encoder(x)
+        out: dict[str, Any] = {"latent": self.latent(feats)}
+        new_state = TemporalState()
+        if self.depth is not None:
+            depth = self.depth(feats, size, all_scales=self.training)
+            out.update(depth_m=depth.depth_m, disparities=depth.disparities)
+        if self.panoptic is not None:
+            seg = self.panoptic(feats, size)
+            out.update(semantic_logits=seg.semantic_logits, center_heatmap=seg.center_heatmap,
+                       center_heatmap_s4=seg.center_heatmap_s4, center_offsets=seg.center_offsets)
+            if not self.training:
+                ids = self.grouping(seg.semantic_logits, seg.center_heatmap_s4, seg.center_offsets)
+                out.update(semantic=ids.semantic, instances=ids.instances, panoptic=ids.panoptic)
+        if self.two_frame:
+            out.update(self._two_frame(state, feats, x))
+            new_state.features = tuple(feats)
+            new_state.valid = torch.ones(n, device=x.device)
+            if self.motion_mask is not None:
+                new_state.prev_image = x
+        if self.steering is not None:
+            window = torch.cat([state.latent_window[:, 1:], out["latent"][:, None]], dim=1)
+            mask = torch.cat([state.latent_mask[:, 1:], torch.ones_like(state.latent_mask[:, :1])],
+                             dim=1)
+            out["steering_rad"] = self.steering(window, mask)
+            new_state.latent_window, new_state.latent_mask = window, mask
+        return UnifiedOutput(**out), new_state
+
+    def _two_frame(self, state: TemporalState, feats: list[Tensor], x: Tensor) -> dict[str, Tensor]:
+        valid = state.valid > 0.5                                                    # [N] bool
+        prev = list(state.features)
+        pose = self.pose(prev, feats)
+        out: dict[str, Tensor] = {"pair_valid": valid, "pose_vector": pose.pose_vector}
+        T = pose.T_cam_prev_cam_cur
+        motion_prob = flow = scene_flow = None
+        if self.motion_mask is not None:
+            motion_prob = self.motion_mask(prev, feats, state.prev_image, x, pose.pose_vector)
+        if self.motion_flow is not None:
+            flow = self.motion_flow(prev, feats, state.prev_image, x, pose.pose_vector)
+            scene_flow = flow * motion_prob
+        if not self.training:  # blank rows without a previous frame
+            row = valid[:, None, None, None]
+            eye = torch.eye(4, dtype=T.dtype, device=T.device).expand_as(T)
+            T = torch.where(valid[:, None, None], T, eye)
+            motion_prob = None if motion_prob is None else torch.where(
+                row, motion_prob, torch.zeros_like(motion_prob))
+            scene_flow = None if scene_flow is None else torch.where(
+                row, scene_flow, torch.zeros_like(scene_flow))
+        out.update(T_cam_prev_cam_cur=T, motion_prob=motion_prob, independent_flow_m=flow,
+                   scene_flow_m=scene_flow)
+        return out
+
+    def head_modules(self) -> dict[str, nn.Module]:
+        """The model's parts by name (for parameter and FLOP accounting)."""
+        return {name: m for name, m in self.named_children()
+                if m is not None and name != "normalize"}
+
+
+def init_head_weights(module: nn.Module) -> None:
+    """He-normal (fan-in) convolutions and zero biases, so activations keep their scale through
+    the heads from the first step (PyTorch's default conv init shrinks them layer by layer)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _seeded(seed: int | None):
+    return torch.random.fork_rng(enabled=seed is not None)
+
+
+def build_unified_model(backbone: str, input_height: int, input_width: int, *,
+                        tasks: Iterable[Task | str] = ALL_TASKS, seed: int | None = None,
+                        preset: str = "paper", **head_opts: Any) -> UnifiedModel:
+    """A randomly initialised model on ``backbone`` serving ``tasks`` at ``input_height x
+    input_width`` (multiples of 32). ``seed`` makes the initialisation reproducible without touching
+    the global RNG; ``preset`` ('paper' or 'light') and ``head_opts`` (fields of
+    :class:`HeadOptions`) set the head widths."""
+    options = head_options(preset, **head_opts)
+    with _seeded(seed):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = UnifiedModel(backbone, build_backbone(backbone), input_height, input_width,
+                             tuple(tasks), options)
+    return model
+
+
+def build_single_task_model(task: Task | str, backbone: str, input_height: int, input_width: int,
+                            *, seed: int | None = None, preset: str = "paper",
+                            **head_opts: Any) -> UnifiedModel:
+    """A dedicated model for one task: the same head on its own backbone."""
+    return build_unified_model(backbone, input_height, input_width, tasks=(Task(task),),
+                               seed=seed, preset=preset, **head_opts)
+
+
+TEACHER_GROUPS: dict[str, tuple[Task, ...]] = {
+    "depth": (Task.DEPTH,),
+    "segmentation": (Task.SEMANTIC, Task.INSTANCE, Task.PANOPTIC),
+    "motion": (Task.POSE, Task.MOTION, Task.SCENE_FLOW),
+}
+"""Dedicated teacher members: tasks that share one head are one member. Steering has no teacher:
+the paper trains it on the frozen unified encoder."""
+
+
+class MultiBackboneTeacher(nn.Module):
+    """Dedicated networks (each its own backbone) whose outputs the unified model distils from."""
+
+    def __init__(self, members: dict[str, UnifiedModel]) -> None:
+        super().__init__()
+        self.members = nn.ModuleDict(members)
+
+    def forward(self, image: Tensor, states: dict[str, TemporalState] | None = None
+                ) -> tuple[dict[str, UnifiedOutput], dict[str, TemporalState]]:
+        """Run every member on ``image``; outputs and next states by member name."""
+        outputs, new_states = {}, {}
+        for name, member in self.members.items():
+            outputs[name], new_states[name] = member(image, None if states is None
+                                                     else states.get(name))
+        return outputs, new_states
+
+
+def build_teacher(backbones: str | dict[str, str], input_height: int, input_width: int, *,
+                  groups: dict[str, tuple[Task, ...]] = TEACHER_GROUPS, seed: int | None = None,
+                  preset: str = "paper", **head_opts: Any) -> MultiBackboneTeacher:
+    """The multi-backbone teacher: one dedicated model per group in ``groups``; ``backbones`` is one
+    name for all members or ``{group: backbone}``."""
+    members = {}
+    for i, (name, tasks) in enumerate(groups.items()):
+        bb = backbones if isinstance(backbones, str) else backbones[name]
+        members[name] = build_unified_model(bb, input_height, input_width, tasks=tasks,
+                                            seed=None if seed is None else seed + i,
+                                            preset=preset, **head_opts)
+    return MultiBackboneTeacher(members)
