@@ -79,10 +79,12 @@ class Harness:
     def __init__(self, setup) -> None:
         self.session, self.node, self.tester, self.recorder, self.feed = setup
         self.seed = 0
+        self.sent_stamps: list = []
 
     def send(self, image: Image | None = None) -> Image:
         self.seed += 1
         msg = image or rgb_image(_frame(self.seed), stamp_now(self.tester), "camera_driver_frame")
+        self.sent_stamps.append(msg.header.stamp)
         self.feed.send(msg, camera_info(IN_W, IN_H, "camera_driver_frame"))
         return msg
 
@@ -96,6 +98,10 @@ class Harness:
             except AssertionError:
                 continue
         raise AssertionError(f"no output on {topic} for 20 frames")
+
+    def output(self, topic: str, sent: Image):
+        """The message on ``topic`` stamped like ``sent`` (outputs of one frame arrive in turn)."""
+        return self.recorder.wait_for(topic, lambda m: m.header.stamp == sent.header.stamp, 5.0)
 
     def service(self, srv_type, name: str, request):
         return call(self.tester, srv_type, f"/{NODE_NAME}/{name}", request)
@@ -117,16 +123,14 @@ def test_every_output_topic_arrives_with_type_encoding_size_frame_and_input_stam
     meta = _metadata(tiny_model_path)
     h, w = meta.input_height, meta.input_width
     sent = [harness.send_and_wait() for _ in range(4)]
-    stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in sent}
+    stamps = {(t.sec, t.nanosec) for t in harness.sent_stamps}
     rec = harness.recorder
-    last = sent[-1].header.stamp
     for topic in ALL_TOPICS:
         rec.wait_for(topic, timeout_s=10.0)
     for topic in STAMPED:
         if topic == "/diagnostics":
             continue
-        got = rec.with_stamp(topic, last) if topic != "path" else rec.messages(topic)
-        assert got, f"{topic}: nothing carries the last frame's stamp"
+        harness.output(topic, sent[-1])  # every output carries the input stamp
         for msg in rec.messages(topic):
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) in stamps, topic
     encodings = {"depth": "32FC1", "semantic": "mono8", "semantic/color": "rgb8",
@@ -134,46 +138,46 @@ def test_every_output_topic_arrives_with_type_encoding_size_frame_and_input_stam
                  "scene_flow": "32FC3"}
     for name, encoding in encodings.items():
         assert encoding == next(s.encoding for s in topics.OUTPUT_TOPICS if s.name == name)
-        msg = rec.with_stamp(f"{CAMERA}/{name}", last)[0]
+        msg = harness.output(f"{CAMERA}/{name}", sent[-1])
         assert (msg.encoding, msg.height, msg.width) == (encoding, h, w), name
         assert msg.header.frame_id == OPTICAL_FRAME, name
         decode_array(msg)  # step and data length consistent with the encoding
 
-    info = rec.with_stamp(f"{CAMERA}/depth/camera_info", last)[0]
+    info = harness.output(f"{CAMERA}/depth/camera_info", sent[-1])
     assert (info.height, info.width, info.header.frame_id) == (h, w, OPTICAL_FRAME)
     K_in = np.asarray(camera_info(IN_W, IN_H, "x").k).reshape(3, 3)
     np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3),
                                scale_intrinsics(K_in, (IN_H, IN_W), (h, w)))
 
-    cloud = rec.with_stamp(f"{CAMERA}/scene_flow/points", last)[0]
+    cloud = harness.output(f"{CAMERA}/scene_flow/points", sent[-1])
     assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [
         (n, 4 * i, PointField.FLOAT32) for i, n in enumerate(("x", "y", "z", "vx", "vy", "vz"))]
     assert cloud.header.frame_id == OPTICAL_FRAME and cloud.point_step == 24 and cloud.width > 0
     points = np.frombuffer(bytes(cloud.data), "<f4").reshape(-1, 6)
     assert np.isfinite(points).all() and (points[:, 2] > 0).all()
 
-    odom = rec.with_stamp("odometry", last)[0]
+    odom = harness.output("odometry", sent[-1])
     assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
-    marker = rec.with_stamp("steering/marker", last)[0]
+    marker = harness.output("steering/marker", sent[-1])
     assert marker.header.frame_id == "base_link" and marker.type == Marker.ARROW
 
 
 def test_depth_is_in_metres_within_the_model_range(harness: Harness, tiny_model_path: Path) -> None:
     meta = _metadata(tiny_model_path)
     msg = harness.send_and_wait()
-    depth = decode_array(harness.recorder.with_stamp(f"{CAMERA}/depth", msg.header.stamp)[0])
+    depth = decode_array(harness.output(f"{CAMERA}/depth", msg))
     assert depth.dtype == np.float32 and np.isfinite(depth).all()
     assert depth.min() >= meta.depth_min_m - 1e-4 and depth.max() <= meta.depth_max_m + 1e-4
-    panoptic = decode_array(harness.recorder.with_stamp(f"{CAMERA}/panoptic",
-                                                        msg.header.stamp)[0])
-    semantic = decode_array(harness.recorder.with_stamp(f"{CAMERA}/semantic",
-                                                        msg.header.stamp)[0])
+    panoptic = decode_array(harness.output(f"{CAMERA}/panoptic", msg))
+    semantic = decode_array(harness.output(f"{CAMERA}/semantic", msg))
     np.testing.assert_array_equal(panoptic // 1000, semantic)
 
 
 def test_odometry_integrates_and_the_path_grows(harness: Harness) -> None:
     for _ in range(3):
-        harness.send_and_wait()
+        sent = harness.send_and_wait()
+    harness.output("odometry", sent)
+    harness.output("path", sent)
     odoms = harness.recorder.messages("odometry")
     positions = np.array([[o.pose.pose.position.x, o.pose.pose.position.y,
                            o.pose.pose.position.z] for o in odoms])
@@ -212,8 +216,7 @@ def test_a_valid_parameter_change_takes_effect(harness: Harness) -> None:
         assert _set(harness, "motion_threshold", threshold) == (True, "")
         assert _get(harness, "motion_threshold") == threshold
         msg = harness.send_and_wait()
-        mask = decode_array(harness.recorder.with_stamp(f"{CAMERA}/motion_mask",
-                                                        msg.header.stamp)[0])
+        mask = decode_array(harness.output(f"{CAMERA}/motion_mask", msg))
         assert (mask == expected).all()
     assert _set(harness, "steering.max_angle_rad", 0.01)[0]
     harness.recorder.clear()
@@ -350,13 +353,14 @@ def test_two_cameras_are_batched_and_only_the_first_drives_the_vehicle_outputs(
     session = RosSession()
     try:
         node = PerceptionNode(context=session.context, cli_args=[
-            "--ros-args", "-r", "__node:=perception_two_cameras"], parameter_overrides=[
+            "--ros-args", "-r", "__ns:=/two"], parameter_overrides=[
             Parameter("model_path", value=str(tiny_model_path)),
             Parameter("providers", value=["cpu"]), Parameter("warmup_runs", value=0),
             Parameter("cameras", value=["front", "rear"]), Parameter("max_gap_s", value=5.0)])
         assert autostart(node)
         session.add(node)
-        tester = session.add(Node("tester3", context=session.context))
+        # its own namespace: the module's node (still running) also listens on /front/...
+        tester = session.add(Node("tester3", namespace="two", context=session.context))
         recorder = Recorder(tester, [("front/depth", Image), ("rear/depth", Image),
                                      ("odometry", Odometry), ("steering/angle", Float32)])
         feeds = {cam: CameraFeed(tester, cam) for cam in ("front", "rear")}
