@@ -166,14 +166,26 @@ class CameraFeed:
 
 
 def call(node: Node, srv_type: Any, name: str, request: Any,
-         timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-    """Call a service from a node spun elsewhere and return the response."""
+         timeout_s: float = DEFAULT_TIMEOUT_S, attempt_s: float = 2.0) -> Any:
+    """Call a service from a node spun elsewhere and return the response.
+
+    A request sent while the server was still being matched (a server that just started, or a
+    stale discovery entry of one that just stopped) gets no reply: it is sent again every
+    ``attempt_s`` until ``timeout_s``.
+    """
     client = node.create_client(srv_type, name)
+    deadline = time.monotonic() + timeout_s
     try:
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise AssertionError(f"service '{name}' is not available")
-        future = client.call_async(request)
-        wait_until(future.done, timeout_s, f"the reply of '{name}'")
-        return future.result()
+        while time.monotonic() < deadline:
+            future = client.call_async(request)
+            try:
+                wait_until(future.done, min(attempt_s, max(deadline - time.monotonic(), 0.01)),
+                           f"the reply of '{name}'")
+                return future.result()
+            except AssertionError:
+                client.remove_pending_request(future)
+        raise AssertionError(f"no reply from '{name}' within {timeout_s} s")
     finally:
         node.destroy_client(client)
