@@ -6,6 +6,15 @@ returns what the losses need (multi-scale disparities, logits, raw fields); in e
 groups the panoptic ids, and blanks the two-frame outputs of rows whose state held no previous
 frame (identity ego-motion, zero motion and flow). The same heads on their own backbones make
 the dedicated single-task models and the multi-backbone teacher (:func:`build_teacher`).
+
+Scene flow (contract ``scene_flow``): the flow instance of the motion decoder predicts an
+independent 3D flow ``F`` (m, optical frame of t) for every pixel; the mask instance predicts the
+probability ``p`` that the pixel moves on its own. ``scene_flow = F * p``: the displacement of the
+pixel's point between t-1 and t caused by its own motion, in camera t (zero for static points).
+With depth ``D`` and ``T = T_cam_prev_cam_cur``, the point was at ``T (P - scene_flow)`` in camera
+t-1 (``geometry.points_in_previous_camera``); the complete flow used by the photometric loss is
+``T (P - scene_flow) - P`` = rigid flow (``geometry.rigid_flow``) minus the rotated scene flow.
+The training losses decide the sign convention that ``F`` learns; this is the one they must use.
 """
 
 from __future__ import annotations

@@ -1,0 +1,145 @@
+"""The heads and geometry layers behave as specified (shapes, units, conventions)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from unified_perception.contract import (PANOPTIC_LABEL_DIVISOR, TensorInfo, Task, check_model_io,
+                                         expected_outputs)
+from unified_perception.train.export import export_model
+from unified_perception.train.geometry import (BackprojectDepth, Project3D, intrinsics_matrix,
+                                               invert_rigid, matrix_to_pose_vector,
+                                               points_in_previous_camera, pose_vector_to_matrix,
+                                               rigid_flow)
+from unified_perception.train.heads.depth import disparity_to_depth
+from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
+from unified_perception.train.heads.steering import AttentionPoolSteering
+from unified_perception.train.model import (TEACHER_GROUPS, build_single_task_model, build_teacher,
+                                            build_unified_model)
+
+
+def test_pose_vector_and_matrix_round_trip_and_inverse() -> None:
+    torch.manual_seed(0)
+    pose = torch.cat([torch.randn(5, 3) * 0.5, torch.randn(5, 3)], dim=1)
+    T = pose_vector_to_matrix(pose)
+    assert torch.allclose(T[:, :3, :3] @ T[:, :3, :3].transpose(1, 2), torch.eye(3).expand(5, 3, 3),
+                          atol=1e-5)
+    assert torch.allclose(matrix_to_pose_vector(T), pose, atol=1e-4)
+    assert torch.allclose(invert_rigid(T) @ T, torch.eye(4).expand(5, 4, 4), atol=1e-5)
+    quarter_turn_about_y = pose_vector_to_matrix(torch.tensor([[0.0, math.pi / 2, 0, 0, 0, 0]]))
+    assert torch.allclose(quarter_turn_about_y[0, :3, :3] @ torch.tensor([0.0, 0.0, 1.0]),
+                          torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+
+
+def test_backprojected_points_project_back_to_their_pixels_and_static_flow_is_rigid() -> None:
+    h, w = 8, 12
+    K = intrinsics_matrix((0.58, 1.92, 0.5, 0.5), h, w)
+    depth = torch.rand(1, 1, h, w) * 20 + 1
+    points = BackprojectDepth(h, w)(depth, torch.linalg.inv(K))
+    grid, z = Project3D(h, w)(points, K, torch.eye(4)[None])
+    xs = (torch.arange(w) + 0.5) / w * 2 - 1
+    assert torch.allclose(grid[0, 3, :, 0], xs, atol=1e-5)
+    assert torch.allclose(z, depth, atol=1e-4)
+    T = pose_vector_to_matrix(torch.tensor([[0.01, 0.02, 0.0, 0.1, 0.0, 1.5]]))
+    flow = rigid_flow(depth, T, torch.linalg.inv(K), BackprojectDepth(h, w))
+    prev = points_in_previous_camera(depth, torch.zeros(1, 3, h, w), T, torch.linalg.inv(K),
+                                     BackprojectDepth(h, w))
+    assert torch.allclose(prev - points, flow.flatten(2), atol=1e-4)
+
+
+def test_disparity_maps_onto_the_depth_range() -> None:
+    depth = disparity_to_depth(torch.tensor([0.01, 1.0, 0.5]), 0.1, 100.0)
+    assert depth[0].item() == pytest.approx(100.0, rel=1e-5)
+    assert depth[1].item() == pytest.approx(0.1, rel=1e-5)
+    assert 0.1 < depth[2].item() < 100.0
+
+
+def test_grouping_assigns_thing_pixels_to_the_nearest_voted_center() -> None:
+    h, w = 16, 32
+    car, road = 13, 0
+    logits = torch.zeros(1, 19, h, w)
+    logits[0, road] = 1.0
+    logits[0, car, :, 4:28] = 2.0                     # a band of car pixels, road at the sides
+    heat = torch.full((1, 1, h // 4, w // 4), -1.0)
+    heat[0, 0, 1, 1] = 0.9                            # center at pixel (5.5, 5.5)
+    heat[0, 0, 2, 6] = 0.8                            # center at pixel (9.5, 25.5)
+    offsets = torch.zeros(1, 2, h, w)
+    offsets[0, 1, :, :16] = 5.5 - torch.arange(16.0)  # left half votes for x = 5.5
+    offsets[0, 1, :, 16:] = 25.5 - torch.arange(16.0, 32.0)
+    out = PanopticGrouping(top_k=4)(logits, heat, offsets)
+    inst = out.instances[0]
+    assert set(inst[:, 4:16].unique().tolist()) == {1}      # stronger center = id 1
+    assert set(inst[:, 16:28].unique().tolist()) == {2}
+    assert inst[:, :4].eq(0).all() and inst[:, 28:].eq(0).all()
+    assert out.panoptic[0, 0, 10].item() == car * PANOPTIC_LABEL_DIVISOR + 1
+    assert out.panoptic[0, 0, 20].item() == car * PANOPTIC_LABEL_DIVISOR + 2
+    assert out.panoptic[0, 0, 0].item() == road * PANOPTIC_LABEL_DIVISOR
+    no_centers = PanopticGrouping(top_k=4)(logits, heat - 5.0, offsets)
+    assert no_centers.instances.eq(0).all()
+
+
+def test_steering_ignores_masked_window_slots() -> None:
+    torch.manual_seed(0)
+    head = AttentionPoolSteering(dim=32, window=4, heads=4, hidden=16).eval()
+    window = torch.randn(1, 4, 32)
+    mask = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    other = window.clone()
+    other[:, :2] = torch.randn(1, 2, 32) * 10
+    assert torch.allclose(head(window, mask), head(other, mask), atol=1e-6)
+    assert not torch.allclose(head(window, torch.ones(1, 4)), head(other, torch.ones(1, 4)))
+
+
+def test_model_runs_encoder_once_and_flags_the_first_frame() -> None:
+    model = build_unified_model("resnet18", 64, 96, seed=0, preset="light").eval()
+    calls = []
+    model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    image = torch.randint(0, 256, (2, 64, 96, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        first, state = model(image)
+        second, _ = model(image, state)
+    assert len(calls) == 2
+    assert first.pair_valid.tolist() == [False, False] and second.pair_valid.tolist() == [True, True]
+    assert torch.equal(first.T_cam_prev_cam_cur, torch.eye(4).expand(2, 4, 4))
+    assert first.scene_flow_m.eq(0).all() and first.motion_prob.eq(0).all()
+    assert ((second.depth_m >= 0.1) & (second.depth_m <= 100.0)).all()
+    assert torch.allclose(second.scene_flow_m, second.independent_flow_m * second.motion_prob)
+    assert state.latent_mask.tolist() == [[0.0] * 15 + [1.0]] * 2
+
+
+def test_training_mode_gives_four_disparity_scales() -> None:
+    model = build_unified_model("resnet18", 64, 96, tasks=[Task.DEPTH], seed=0, preset="light")
+    out, _ = model(torch.rand(1, 3, 64, 96))
+    assert [tuple(d.shape[2:]) for d in out.disparities] == [(64, 96), (32, 48), (16, 24), (8, 12)]
+    assert all(((d >= 0.01 - 1e-6) & (d <= 1 + 1e-6)).all() for d in out.disparities)
+
+
+def test_teacher_is_dedicated_models_on_their_own_backbones() -> None:
+    teacher = build_teacher("resnet18", 64, 96, seed=0, preset="light")
+    assert set(teacher.members) == set(TEACHER_GROUPS)
+    encoders = [id(m.encoder) for m in teacher.members.values()]
+    assert len(set(encoders)) == len(encoders)
+    assert teacher.members["depth"].panoptic is None and teacher.members["depth"].pose is None
+    outs, states = teacher(torch.rand(1, 3, 64, 96))
+    assert outs["motion"].motion_prob is not None and outs["depth"].depth_m is not None
+
+
+def test_a_single_task_model_exports_only_its_outputs(tmp_path) -> None:
+    model = build_single_task_model(Task.POSE, "resnet18", 64, 96, seed=0, preset="light")
+    path = export_model(model, tmp_path / "pose.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = check_model_io([TensorInfo(i.name, i.type, tuple(i.shape)) for i in session.get_inputs()],
+                          [TensorInfo(o.name, o.type, tuple(o.shape)) for o in session.get_outputs()],
+                          session.get_modelmeta().custom_metadata_map)
+    outputs = [o.name for o in session.get_outputs() if not o.name.startswith("state_out_")]
+    assert tuple(outputs) == expected_outputs((Task.POSE,)) == ("ego_motion", "latent", "pair_valid")
+    assert meta.tasks == (Task.POSE,)
+    feeds = {i.name: np.zeros([3 if d == "N" else d for d in i.shape],
+                              np.uint8 if i.name == "image" else np.float32)
+             for i in session.get_inputs()}
+    ego, _, valid = session.run(outputs, feeds)[:3]
+    assert ego.shape == (3, 4, 4) and not valid.any()
