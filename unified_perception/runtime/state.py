@@ -69,6 +69,8 @@ class HostStates:
 
     def gather(self, cameras: Sequence[str], fresh: Sequence[bool]) -> dict[str, np.ndarray]:
         """The batch state inputs ``{in_name: [N, ...]}``: zeros for fresh (or unknown) cameras."""
+        if len(cameras) == 1 and not fresh[0] and cameras[0] in self._rows:
+            return dict(self._rows[cameras[0]])          # one camera: its rows are the batch
         batch = {spec.in_name: spec.zeros(len(cameras)) for spec in self.specs}
         for i, (camera, is_fresh) in enumerate(zip(cameras, fresh)):
             rows = None if is_fresh else self._rows.get(camera)
@@ -79,6 +81,9 @@ class HostStates:
 
     def scatter(self, cameras: Sequence[str], state_out: Mapping[str, np.ndarray]) -> None:
         """Store row ``i`` of each ``state_out`` (keyed by input name) as camera ``i``'s state."""
+        if len(cameras) == 1:                            # keep the session's arrays, no copy
+            self._rows[cameras[0]] = {spec.in_name: state_out[spec.in_name] for spec in self.specs}
+            return
         for i, camera in enumerate(cameras):
             self._rows[camera] = {spec.in_name: np.array(state_out[spec.in_name][i:i + 1])
                                   for spec in self.specs}
