@@ -90,3 +90,15 @@ def test_steering_marker_points_left_for_a_positive_angle_and_turns_amber_when_h
     held = builders.steering_marker(-0.2, True, hdr)
     assert live.points[1].y > 0 > held.points[1].y
     assert live.color.g > live.color.r and held.color.r > held.color.b
+
+
+def test_transform_stamped_carries_parent_child_and_the_rigid_transform() -> None:
+    T = make_transform(rpy_to_matrix(0.0, 0.0, math.pi / 2), [1.0, 2.0, 0.5])
+    hdr = builders.header(builders.s_to_stamp(12.25), "odom")
+    tf = builders.transform_stamped(T, hdr, "base_link")
+    assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "base_link")
+    assert (tf.header.stamp.sec, tf.header.stamp.nanosec) == (12, 250_000_000)
+    t, q = tf.transform.translation, tf.transform.rotation
+    assert (t.x, t.y, t.z) == (1.0, 2.0, 0.5)
+    np.testing.assert_allclose([q.x, q.y, q.z, q.w], [0, 0, math.sin(math.pi / 4),
+                                                      math.cos(math.pi / 4)], atol=1e-12)

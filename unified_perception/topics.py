@@ -55,11 +55,15 @@ STEERING_COMMAND = TopicSpec("steering/command", "ackermann_msgs/msg/AckermannDr
 STEERING_MARKER = TopicSpec("steering/marker", "visualization_msgs/msg/Marker", per_camera=False,
                             doc="arrow in base_link for RViz")
 DIAGNOSTICS = TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", per_camera=False)
+TF = TopicSpec("/tf", "tf2_msgs/msg/TFMessage", per_camera=False,
+               doc="odom -> base_link, where tf2_msgs is installed")
+TF_STATIC = TopicSpec("/tf_static", "tf2_msgs/msg/TFMessage", per_camera=False,
+                      doc="base_link -> primary camera optical frame, where tf2_msgs is installed")
 
 OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
     DEPTH, DEPTH_INFO, SEMANTIC, SEMANTIC_COLOR, INSTANCES, PANOPTIC, MOTION_MASK, SCENE_FLOW,
     SCENE_FLOW_POINTS, ODOMETRY, PATH, STEERING_ANGLE, STEERING_COMMAND, STEERING_MARKER,
-    DIAGNOSTICS)
+    DIAGNOSTICS, TF, TF_STATIC)
 
 GT_PREFIX = "/gt"
 GT_TOPICS: tuple[TopicSpec, ...] = (

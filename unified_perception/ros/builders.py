@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from geometry_msgs.msg import (
+    Point, Pose, PoseStamped, Quaternion, Transform, TransformStamped, Vector3)
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Float32, Header
@@ -26,6 +27,11 @@ try:  # ackermann_msgs is not on every machine; the command topic exists only wh
     from ackermann_msgs.msg import AckermannDriveStamped
 except ImportError:  # pragma: no cover - depends on the installation
     AckermannDriveStamped = None
+
+try:  # tf2_msgs comes with every ROS install but not with the PyPI wheels; /tf exists only where it is
+    from tf2_msgs.msg import TFMessage
+except ImportError:  # pragma: no cover - depends on the installation
+    TFMessage = None
 
 
 def header(stamp: Time, frame_id: str) -> Header:
@@ -112,6 +118,23 @@ def odometry(T_odom_base: np.ndarray, linear_mps: Sequence[float], angular_rps: 
     msg.twist.twist.angular = Vector3(x=float(angular_rps[0]), y=float(angular_rps[1]),
                                       z=float(angular_rps[2]))
     return msg
+
+
+def transform_stamped(T_parent_child: np.ndarray, hdr: Header, child_frame_id: str
+                      ) -> TransformStamped:
+    """``geometry_msgs/TransformStamped`` of ``child_frame_id`` in ``hdr.frame_id`` (the parent).
+
+    ``T_parent_child``: ``[4, 4]`` homogeneous, mapping child coordinates into the parent frame.
+    """
+    T = np.asarray(T_parent_child, dtype=np.float64)
+    return TransformStamped(header=hdr, child_frame_id=child_frame_id, transform=Transform(
+        translation=Vector3(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+        rotation=quaternion(T[:3, :3])))
+
+
+def tf_message(transforms: Sequence[TransformStamped]):
+    """``tf2_msgs/TFMessage`` of ``transforms`` (None where tf2_msgs is not installed)."""
+    return None if TFMessage is None else TFMessage(transforms=list(transforms))
 
 
 def path_pose(odom: Odometry) -> PoseStamped:

@@ -63,7 +63,7 @@ class PerceptionNode(LifecycleNode):
         except Exception as err:  # ModelLoadError / ContractError: one clear line, stay unconfigured
             self.get_logger().error(f"cannot configure: {err}")
             return FAILURE
-        self._outputs = OutputPublishers(self, self.settings.cameras)
+        self._outputs = OutputPublishers(self, self.settings.cameras, self.settings.publish_tf)
         self._stats = RunStats()
         self._inputs = CameraInputs(self.settings.cameras, self._stats.count_dropped)
         self._vehicle = VehicleOutputs(self._outputs.vehicle, self.settings)

@@ -130,6 +130,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               dynamic=True),
     ParamSpec("path_max_poses", 2000, int, "poses kept in the published path", range=(1, 100000),
               dynamic=True),
+    ParamSpec("publish_tf", True, bool,
+              "broadcast odom -> base_link on /tf and base_link -> primary camera optical frame on "
+              "/tf_static (where tf2_msgs is installed); false when another node owns those"),
     ParamSpec("diagnostics_period_s", 1.0, float, "s between /diagnostics messages",
               range=(0.05, 60.0)),
     # Steering safety (dynamic).
@@ -168,6 +171,7 @@ class NodeSettings:
     motion_threshold: float
     pointcloud_stride: int
     path_max_poses: int
+    publish_tf: bool
     diagnostics_period_s: float
     steering_max_angle_rad: float
     steering_max_rate_rad_s: float

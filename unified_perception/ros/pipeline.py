@@ -59,7 +59,7 @@ class FramePipeline:
                            self._palette, settings.motion_threshold,
                            settings.pointcloud_stride)
             if frame.camera_index == 0:
-                self._vehicle.on_result(result, frame.msg.header.stamp, self._now())
+                self._vehicle.on_result(result, frame.msg.header.stamp, self._now(), frame_id)
             done = time.monotonic()
             self._stats.record_frame(done, done - frame.received_s)
 

@@ -19,7 +19,7 @@ from std_msgs.msg import Float32
 from visualization_msgs.msg import Marker
 
 from unified_perception import topics
-from unified_perception.ros.builders import AckermannDriveStamped
+from unified_perception.ros.builders import AckermannDriveStamped, TFMessage
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
@@ -31,16 +31,21 @@ _MSG_TYPES: dict[str, Any] = {
     "nav_msgs/msg/Path": Path, "std_msgs/msg/Float32": Float32,
     "visualization_msgs/msg/Marker": Marker, "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray,
     "ackermann_msgs/msg/AckermannDriveStamped": AckermannDriveStamped,
+    "tf2_msgs/msg/TFMessage": TFMessage,
 }
+TF_STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Latched, as tf2's static broadcaster does, so late subscribers get the camera mounting."""
 
 
 class TopicPublisher:
     """A lifecycle publisher plus the check whether building its message is worth it."""
 
-    def __init__(self, node: LifecycleNode, spec: topics.TopicSpec, name: str) -> None:
+    def __init__(self, node: LifecycleNode, spec: topics.TopicSpec, name: str,
+                 qos: QoSProfile = OUTPUT_QOS) -> None:
         self.spec = spec
         self.name = name
-        self._pub = node.create_lifecycle_publisher(_MSG_TYPES[spec.msg_type], name, OUTPUT_QOS)
+        self._pub = node.create_lifecycle_publisher(_MSG_TYPES[spec.msg_type], name, qos)
 
     def wanted(self) -> bool:
         """True when at least one subscriber listens."""
@@ -91,12 +96,15 @@ class VehiclePublishers:
     steering_marker: TopicPublisher
     steering_command: TopicPublisher | None     # only where ackermann_msgs is installed
     diagnostics: TopicPublisher
+    tf: TopicPublisher | None = None            # only where tf2_msgs is installed and publish_tf
+    tf_static: TopicPublisher | None = None
 
 
 class OutputPublishers:
     """Every publisher of the node; created at configure, destroyed at cleanup."""
 
-    def __init__(self, node: LifecycleNode, cameras: tuple[str, ...]) -> None:
+    def __init__(self, node: LifecycleNode, cameras: tuple[str, ...], publish_tf: bool = True
+                 ) -> None:
         self.cameras = {
             camera: CameraPublishers(**{
                 field: TopicPublisher(node, spec, topics.camera_topic(camera, spec.name))
@@ -112,6 +120,10 @@ class OutputPublishers:
                                            topics.STEERING_MARKER.name),
             steering_command=command,
             diagnostics=TopicPublisher(node, topics.DIAGNOSTICS, topics.DIAGNOSTICS.name))
+        if publish_tf and TFMessage is not None:
+            self.vehicle.tf = TopicPublisher(node, topics.TF, topics.TF.name)
+            self.vehicle.tf_static = TopicPublisher(node, topics.TF_STATIC, topics.TF_STATIC.name,
+                                                    TF_STATIC_QOS)
 
     def all(self) -> list[TopicPublisher]:
         pubs = [p for cam in self.cameras.values() for p in vars(cam).values()]

@@ -46,6 +46,7 @@ class VehicleOutputs:
         self._odom_frame = settings.odom_frame_id
         self._base_frame = settings.base_frame_id
         self._last_output_s: float | None = None
+        self._static_tf_frame: str | None = None
 
     def apply(self, settings: NodeSettings) -> None:
         """Take over run-time parameter changes (steering limits, path length)."""
@@ -60,12 +61,15 @@ class VehicleOutputs:
             self._limiter.reset()
             self._last_output_s = None
 
-    def on_result(self, result: FrameResult, stamp: Time, now: Time) -> None:
+    def on_result(self, result: FrameResult, stamp: Time, now: Time,
+                  camera_frame_id: str = "") -> None:
         """Publish the odometry update (valid pairs only) and the steering command of a frame.
 
-        ``stamp``: the camera frame's stamp; ``now``: the node clock when the result came.
+        ``stamp``: the camera frame's stamp; ``now``: the node clock when the result came;
+        ``camera_frame_id``: the primary camera's optical frame (for /tf_static).
         """
         with self._lock:
+            self._publish_camera_mount(camera_frame_id, stamp)
             if result.pair_valid and result.T_cam_prev_cam_cur is not None:
                 self._publish_odometry(result, stamp)
             if result.steering_rad is not None:
@@ -93,8 +97,20 @@ class VehicleOutputs:
                                  builders.header(stamp, self._odom_frame), self._base_frame)
         self._path.append(builders.path_pose(odom))
         self._pubs.odometry.publish(odom)
+        if self._pubs.tf is not None:
+            self._pubs.tf.publish(builders.tf_message([builders.transform_stamped(
+                T_odom_base, builders.header(stamp, self._odom_frame), self._base_frame)]))
         self._pubs.path.publish_if_wanted(
             lambda: builders.path(self._path, builders.header(stamp, self._odom_frame)))
+
+    def _publish_camera_mount(self, camera_frame_id: str, stamp: Time) -> None:
+        """Latch base_link -> camera optical frame on /tf_static once per optical frame id."""
+        if (self._pubs.tf_static is None or not camera_frame_id
+                or camera_frame_id == self._static_tf_frame):
+            return
+        self._static_tf_frame = camera_frame_id
+        self._pubs.tf_static.publish(builders.tf_message([builders.transform_stamped(
+            self._T_base_cam, builders.header(stamp, self._base_frame), camera_frame_id)]))
 
     def _publish_steering(self, out: SteeringOutput, stamp: Time) -> None:
         if not np.isfinite(out.angle_rad):
