@@ -11,7 +11,8 @@ from unified_perception.runtime.colorize import (
     colorize_depth, colorize_instances, colorize_semantic, overlay_motion, semantic_palette)
 from unified_perception.runtime.postprocess import instances_u16, motion_mask
 from unified_perception.runtime.preprocess import (
-    batch_images, intrinsics_from_normalized, resize_to_model, scale_intrinsics)
+    batch_images, intrinsics_from_normalized, normalized_intrinsics, resize_to_model,
+    scale_intrinsics)
 from unified_perception.runtime.providers import explain_fallback, select_providers
 from unified_perception.runtime.scene_flow import backproject, scene_flow_points
 from unified_perception.runtime.stats import RunStats
@@ -57,7 +58,11 @@ def test_scaled_intrinsics_project_points_onto_the_resized_pixels() -> None:
     np.testing.assert_allclose(uv_small[:, 1], (uv_full[:, 1] + 0.5) * sy - 0.5, atol=1e-9)
     np.testing.assert_allclose(scale_intrinsics(K_small, small, full), K_FULL, atol=1e-9)
     K_meta = intrinsics_from_normalized((0.5, 1.0, 0.5, 0.5), (64, 128))
-    np.testing.assert_allclose(K_meta, [[64, 0, 64], [0, 64, 32], [0, 0, 1]])
+    np.testing.assert_allclose(K_meta, [[64, 0, 63.5], [0, 64, 31.5], [0, 0, 1]])
+    np.testing.assert_allclose(normalized_intrinsics(K_meta, (64, 128)), (0.5, 1.0, 0.5, 0.5))
+    # One normalised K serves every size: at another size it equals the scaled pixel K.
+    np.testing.assert_allclose(intrinsics_from_normalized((0.5, 1.0, 0.5, 0.5), (192, 640)),
+                               scale_intrinsics(K_meta, (64, 128), (192, 640)), atol=1e-9)
 
 
 def test_scene_flow_points_back_project_depth_and_divide_flow_by_time() -> None:

@@ -170,7 +170,7 @@ class MetadataKey(str, Enum):
     THING_CLASS_IDS = "thing_class_ids"     # JSON list of class ids that have instances
     INPUT_HEIGHT = "input_height"           # pixels
     INPUT_WIDTH = "input_width"             # pixels
-    INTRINSICS_NORMALIZED = "intrinsics_normalized"  # JSON [fx/W, fy/H, cx/W, cy/H] of training
+    INTRINSICS_NORMALIZED = "intrinsics_normalized"  # JSON [fx/W, fy/H, (cx+.5)/W, (cy+.5)/H]
     DEPTH_MIN_M = "depth_min_m"
     DEPTH_MAX_M = "depth_max_m"
     STEERING_UNITS = "steering_units"       # "rad, positive left"

@@ -62,7 +62,7 @@ def describe(path: Path) -> str:
         f"latent dim: {meta.latent_dim}; steering window: {meta.steering_window} frames; "
         f"steering units: {meta.steering_units}",
         f"depth range: [{meta.depth_min_m}, {meta.depth_max_m}] m",
-        "training intrinsics [fx/W, fy/H, cx/W, cy/H]: "
+        "training intrinsics [fx/W, fy/H, (cx+.5)/W, (cy+.5)/H]: "
         + ", ".join(f"{v:.4f}" for v in meta.intrinsics_normalized),
     ]
     lines += _tensor_lines("inputs", [TensorInfo(t.name, normalize_dtype(t.dtype), t.shape)

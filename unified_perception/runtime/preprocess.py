@@ -70,7 +70,18 @@ def scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[i
 
 
 def intrinsics_from_normalized(normalized: Sequence[float], size_hw: tuple[int, int]) -> np.ndarray:
-    """``[3, 3] float64`` K at ``size_hw`` from the metadata's ``[fx/W, fy/H, cx/W, cy/H]``."""
+    """``[3, 3] float64`` K at ``size_hw`` from the metadata's normalised intrinsics.
+
+    ``normalized`` is ``[fx/W, fy/H, (cx + 0.5)/W, (cy + 0.5)/H]``: the principal point in the
+    pixel-centre convention of :func:`scale_intrinsics`, so one value serves every image size.
+    """
     fx, fy, cx, cy = (float(v) for v in normalized)
     h, w = size_hw
-    return np.array([[fx * w, 0.0, cx * w], [0.0, fy * h, cy * h], [0.0, 0.0, 1.0]])
+    return np.array([[fx * w, 0.0, cx * w - 0.5], [0.0, fy * h, cy * h - 0.5], [0.0, 0.0, 1.0]])
+
+
+def normalized_intrinsics(K: np.ndarray, size_hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Inverse of :func:`intrinsics_from_normalized`: ``[3, 3]`` K (px) at ``size_hw`` -> metadata."""
+    K = np.asarray(K, dtype=np.float64)
+    h, w = size_hw
+    return (K[0, 0] / w, K[1, 1] / h, (K[0, 2] + 0.5) / w, (K[1, 2] + 0.5) / h)

@@ -30,7 +30,7 @@ from unified_perception.train.model import TemporalState, UnifiedModel, UnifiedO
 
 DEFAULT_OPSET = 18
 DEFAULT_INTRINSICS_NORMALIZED = (0.58, 1.92, 0.5, 0.5)
-"""[fx/W, fy/H, cx/W, cy/H] of KITTI at 640x192 (monodepth2's), used when none is given."""
+"""[fx/W, fy/H, (cx+0.5)/W, (cy+0.5)/H] of KITTI at 640x192 (monodepth2's), used when none is given."""
 
 
 def _contract_value(name: str, out: UnifiedOutput) -> Tensor:
@@ -110,7 +110,7 @@ def build_metadata(model: UnifiedModel, *, recipe: dict | None = None,
     costs = costs or measure_head_costs(model)
     k = tuple(float(v) for v in (intrinsics_normalized or DEFAULT_INTRINSICS_NORMALIZED))
     if len(k) != 4:
-        raise ValueError(f"intrinsics_normalized must be [fx/W, fy/H, cx/W, cy/H], got {list(k)}")
+        raise ValueError(f"intrinsics_normalized must be [fx/W, fy/H, (cx+0.5)/W, (cy+0.5)/H], got {list(k)}")
     lo, hi = model.options.depth_range_m
     return ModelMetadata(
         contract_version=CONTRACT_VERSION, tasks=model.tasks,

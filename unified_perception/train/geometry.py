@@ -64,12 +64,13 @@ def invert_rigid(transform: Tensor) -> Tensor:
 
 def intrinsics_matrix(normalized: Tensor | tuple[float, float, float, float],
                       height: int, width: int) -> Tensor:
-    """``[fx/W, fy/H, cx/W, cy/H]`` (``[4]`` or ``[N, 4]``) -> pixel K ``[N, 3, 3]`` (N=1 for [4])."""
+    """Contract-normalised intrinsics ``[fx/W, fy/H, (cx+0.5)/W, (cy+0.5)/H]`` (``[4]`` or ``[N, 4]``)
+    -> pixel K ``[N, 3, 3]`` (N=1 for [4]); the pixel-centre convention of runtime.preprocess."""
     k = torch.as_tensor(normalized, dtype=torch.float32)
     k = k.reshape(-1, 4)
     zero, one = torch.zeros_like(k[:, 0]), torch.ones_like(k[:, 0])
-    rows = [k[:, 0] * width, zero, k[:, 2] * width,
-            zero, k[:, 1] * height, k[:, 3] * height,
+    rows = [k[:, 0] * width, zero, k[:, 2] * width - 0.5,
+            zero, k[:, 1] * height, k[:, 3] * height - 0.5,
             zero, zero, one]
     return torch.stack(rows, dim=1).reshape(-1, 3, 3)
 
