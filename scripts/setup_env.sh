@@ -4,7 +4,7 @@
 # PyPI ROS wheels are not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="runtime,train,data,eval,dev"
+extras="runtime,train,data,sim,eval,dev"
 venv_flags=()
 if [ -n "${ROS_DISTRO:-}" ] && python3 -c "import rclpy" 2>/dev/null; then
   echo "setup: using the sourced ROS 2 ${ROS_DISTRO} rclpy"
