@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script
 
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
 from unified_perception.runtime.preprocess import batch_images
+from unified_perception.runtime.state import HostStates
 
 
 def export_random_model(backbone: str, height: int, width: int, directory: Path) -> Path:
@@ -49,6 +50,19 @@ def time_calls(engine: InferenceEngine, cameras: int, calls: int, camera_hw: tup
         seconds[k] = time.perf_counter() - start
         assert all(r.pair_valid for r in results)
     return seconds
+
+
+def time_state_copies(engine: InferenceEngine, cameras: int, repeats: int = 10) -> float:
+    """Milliseconds to gather and scatter ``cameras`` rows of every state tensor on the host (the
+    per-call overhead the host path adds to the session; the GPU path skips it)."""
+    host = HostStates(engine.state_specs)
+    names = [f"cam{i}" for i in range(cameras)]
+    outputs = {s.in_name: s.zeros(cameras) + 1 for s in engine.state_specs}
+    host.scatter(names, outputs)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        host.scatter(names, host.gather(names, [False] * cameras))
+    return (time.perf_counter() - start) / repeats * 1e3
 
 
 def main() -> None:
@@ -82,12 +96,15 @@ def main() -> None:
               f"provider {engine.active_provider}, {'export ' + format(export_s, '.1f') + ' s, ' if not args.model else ''}"
               f"load + warm-up {load_s:.1f} s, resize {args.camera_size[0]}x{args.camera_size[1]} -> "
               f"{h}x{w}: {resize_ms:.2f} ms/frame\n")
-        print(f"| cameras per call | batch p50 ms | batch p95 ms | per frame p50 ms | frames/s |")
-        print(f"|---:|---:|---:|---:|---:|")
+        state_mb = sum(np.prod(s.row_shape) * s.dtype.itemsize for s in engine.state_specs) / 1e6
+        print(f"temporal state: {len(engine.state_specs)} tensors, {state_mb:.1f} MB per camera\n")
+        print("| cameras per call | batch p50 ms | batch p95 ms | per frame p50 ms | frames/s | state copies ms |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for n in args.cameras:
             seconds = time_calls(engine, n, args.calls, tuple(args.camera_size))
             p50, p95 = np.percentile(seconds, [50, 95]) * 1e3
-            print(f"| {n} | {p50:.1f} | {p95:.1f} | {p50 / n:.1f} | {n / np.median(seconds):.1f} |")
+            print(f"| {n} | {p50:.1f} | {p95:.1f} | {p50 / n:.1f} | {n / np.median(seconds):.1f} "
+                  f"| {time_state_copies(engine, n):.2f} |")
         engine.close()
 
 
