@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from unified_perception.data.errors import DatasetError, MissingFileError
-from unified_perception.data.geometry import invert_transform, make_transform, rotation_rpy
+from unified_perception.transforms import invert_transform, make_transform, rpy_to_matrix
 
 EARTH_RADIUS_M = 6378137.0
 """WGS84 equatorial radius, as in the KITTI devkit's Mercator conversion."""
@@ -114,7 +114,7 @@ def oxts_to_world(oxts: np.ndarray, mercator_scale: float) -> np.ndarray:
     lat, lon, alt, roll, pitch, yaw = np.moveaxis(np.asarray(oxts)[..., :6], -1, 0)
     x = mercator_scale * np.deg2rad(lon) * EARTH_RADIUS_M
     y = mercator_scale * EARTH_RADIUS_M * np.log(np.tan(np.deg2rad(90.0 + lat) / 2.0))
-    return make_transform(rotation_rpy(roll, pitch, yaw), np.stack([x, y, alt], -1))
+    return make_transform(rpy_to_matrix(roll, pitch, yaw), np.stack([x, y, alt], -1))
 
 
 def camera_poses(oxts: np.ndarray, first_oxts: np.ndarray, calib: KittiCalibration) -> np.ndarray:

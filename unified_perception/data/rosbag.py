@@ -18,7 +18,7 @@ import numpy as np
 
 from unified_perception.data.base import DatasetSummary, SequenceDataset
 from unified_perception.data.errors import DatasetConfigError, DatasetError, MissingFileError
-from unified_perception.data.geometry import make_transform, quaternion_to_matrix
+from unified_perception.transforms import make_transform, quaternion_to_matrix
 from unified_perception.data.resize import resize_nearest, scale_intrinsics
 from unified_perception.data.rosbag_topics import (
     GT_IMAGE_KEYS, RosbagTopics, load_rosbag_topics, parse_rosbag_topics)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from unified_perception.sim.geometry import rotation_to_quaternion
+from unified_perception.transforms import rotation_to_quaternion
 from unified_perception.sim.world import SimFrame
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from unified_perception.contract import CLASS_ID
-from unified_perception.sim.geometry import make_transform, rot_x, rot_z
+from unified_perception.sim.geometry import rot_x, rot_z
+from unified_perception.transforms import make_transform
 from unified_perception.sim.materials import Material
 from unified_perception.sim.primitives import Shape
 

@@ -19,7 +19,8 @@ from unified_perception.sim import ground_truth as gt
 from unified_perception.sim import shading
 from unified_perception.sim.camera import PinholeCamera
 from unified_perception.sim.config import SimConfig
-from unified_perception.sim.geometry import camera_extrinsic, invert
+from unified_perception.sim.geometry import camera_extrinsic
+from unified_perception.transforms import invert_transform
 from unified_perception.sim.layout import Layout, build_layout
 from unified_perception.sim.materials import GROUND_PRIM, SKY_PRIM
 from unified_perception.sim.raycast import HitBuffer, cast_rays
@@ -77,7 +78,7 @@ class SyntheticWorld:
         self.layout: Layout = build_layout(rng, config, self.road, 0.0, ego_s_end, speed, self.duration_s)
         self.lighting = shading.random_lighting(rng)
         T_world_base0, _, _, _ = self.ego.state_at(0.0)
-        self.T_odom_world = invert(T_world_base0)
+        self.T_odom_world = invert_transform(T_world_base0)
         self._rays_cam = self.camera.pixel_rays()
 
     # -----------------------------------------------------------------------------------------
