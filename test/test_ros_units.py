@@ -13,7 +13,7 @@ from unified_perception.ros import builders
 from unified_perception.ros.camera_input import CameraInputs
 from unified_perception.ros.params import PARAM_BY_NAME, PARAMS, validate
 from unified_perception.runtime.image_codec import decode_array
-from unified_perception.runtime.odometry import make_transform, rpy_to_matrix
+from unified_perception.transforms import make_transform, rpy_to_matrix
 
 
 def test_descriptors_carry_type_range_read_only_and_description() -> None:

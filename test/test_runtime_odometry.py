@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from unified_perception.runtime.odometry import (
-    OdometryIntegrator, camera_to_base_extrinsic, invert_transform, make_transform, rotation_to_quaternion,
-    rpy_to_matrix, twist_from_step)
+    OdometryIntegrator, camera_to_base_extrinsic, twist_from_step)
+from unified_perception.transforms import (
+    invert_transform, make_transform, rotation_to_quaternion, rpy_to_matrix)
 
 
 def _camera_step(T_base_cam: np.ndarray, T_base_step: np.ndarray) -> np.ndarray:

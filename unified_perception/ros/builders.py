@@ -21,7 +21,7 @@ from std_msgs.msg import ColorRGBA, Float32, Header
 from visualization_msgs.msg import Marker
 
 from unified_perception.runtime.image_codec import encode_array
-from unified_perception.runtime.odometry import rotation_to_quaternion
+from unified_perception.transforms import rotation_to_quaternion
 
 try:  # ackermann_msgs is not on every machine; the command topic exists only where it is
     from ackermann_msgs.msg import AckermannDriveStamped

@@ -18,34 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-R_LINK_OPTICAL = np.array([[0.0, 0.0, 1.0],
-                           [-1.0, 0.0, 0.0],
-                           [0.0, -1.0, 0.0]])
-"""Rotation of the optical frame in camera_link: optical z = link x, optical x = -link y,
-optical y = -link z (the fixed ``camera_link -> camera_optical_frame`` rotation of REP 103)."""
-
-
-def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """``[3, 3]`` rotation from fixed-axis roll (x), pitch (y), yaw (z): ``Rz @ Ry @ Rx`` (URDF, tf2)."""
-    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch),
-                              math.cos(yaw), math.sin(yaw))
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def make_transform(R: np.ndarray, t: Sequence[float]) -> np.ndarray:
-    """``[4, 4] float64`` from a ``[3, 3]`` rotation and a translation (m)."""
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = np.asarray(t, dtype=np.float64)
-    return T
-
-
-def invert_transform(T: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid ``[4, 4]`` transform (``R^T``, ``-R^T t``)."""
-    R, t = T[:3, :3], T[:3, 3]
-    return make_transform(R.T, -R.T @ t)
+from unified_perception.transforms import (
+    R_LINK_OPTICAL, invert_transform, make_transform, rotation_to_quaternion, rpy_to_matrix)
 
 
 def camera_to_base_extrinsic(xyz: Sequence[float], rpy: Sequence[float]) -> np.ndarray:
@@ -66,27 +40,6 @@ def orthonormalize(R: np.ndarray) -> np.ndarray:
     U, _, Vt = np.linalg.svd(R)
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
     return U @ D @ Vt
-
-
-def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """``(x, y, z, w)`` unit quaternion of a ``[3, 3]`` rotation (``geometry_msgs/Quaternion`` order)."""
-    m = np.asarray(R, dtype=np.float64)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s
-    norm = math.sqrt(sum(v * v for v in q))
-    x, y, z, w = (v / norm for v in q)
-    return (x, y, z, w) if w >= 0.0 else (-x, -y, -z, -w)
 
 
 def rotation_to_axis_angle(R: np.ndarray) -> np.ndarray:
