@@ -75,7 +75,7 @@ def test_three_frames_give_pair_valid_false_true_true_and_depth_in_range(tiny_mo
 
 def test_two_cameras_batched_keep_separate_states(tiny_model_path: Path) -> None:
     front, rear = _images(1, 4), _images(2, 4, size=(64, 128))
-    batched, alone = _engine(tiny_model_path), _engine(tiny_model_path)
+    batched, alone = _engine(tiny_model_path, warmup_batch=2), _engine(tiny_model_path)
     for k in range(4):
         stamp = 0.1 * k
         if k == 2:
@@ -116,6 +116,10 @@ def test_a_gap_or_a_time_jump_backwards_restarts_the_state(tiny_model_path: Path
     assert "backwards" in results[4].reset_reason
     fresh = _engine(tiny_model_path).infer([CameraFrame("front", images[4], 0.4)])[0]
     _assert_same(results[4], fresh)       # the state really started from zeros
+    assert engine.infer([CameraFrame("front", images[0], 0.5)])[0].pair_valid
+    engine.reset()
+    after = engine.infer([CameraFrame("front", images[1], 0.6)])[0]
+    assert not after.pair_valid and after.reset_reason == "reset requested"
 
 
 def test_the_active_provider_is_logged_once_with_the_reason(tiny_model_path: Path) -> None:

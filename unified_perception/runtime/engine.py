@@ -55,6 +55,7 @@ class EngineConfig:
     intra_op_threads: int = 0       # 0 = onnxruntime default
     device_id: int = 0              # GPU index for the CUDA / TensorRT providers
     state_on_device: bool | None = None  # None: on the device exactly when a GPU provider is active
+    warmup_batch: int = 1           # cameras per warm-up call: TensorRT builds (and caches) an engine per batch size
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class InferenceEngine:
         self._log(f"unified_perception: running {self.model_path.name} on "
                   f"{DISPLAY_NAMES.get(self.active_provider, self.active_provider)}: "
                   f"{self.provider_reason}")
-        self._warm_up(config.warmup_runs)
+        self._warm_up(config.warmup_runs, config.warmup_batch)
 
     # ------------------------------------------------------------------------------------------
 
@@ -203,12 +204,13 @@ class InferenceEngine:
         self._host.scatter(cameras, {s.in_name: v for s, v in zip(self.state_specs, values[n:])})
         return dict(zip(self.output_names, values[:n]))
 
-    def _warm_up(self, runs: int) -> None:
-        """Run ``runs`` throw-away frames (builds TensorRT engines, allocates arenas)."""
+    def _warm_up(self, runs: int, batch: int) -> None:
+        """Run ``runs`` throw-away calls of ``batch`` frames (builds TensorRT engines, allocates arenas)."""
         session = self._require_session()
         h, w = self.input_size
-        feeds = {contract.IMAGE.name: np.zeros((1, h, w, 3), np.uint8),
-                 **{s.in_name: s.zeros(1) for s in self.state_specs}}
+        n = max(1, int(batch))
+        feeds = {contract.IMAGE.name: np.zeros((n, h, w, 3), np.uint8),
+                 **{s.in_name: s.zeros(n) for s in self.state_specs}}
         for _ in range(max(0, runs)):
             session.run(list(self.output_names), feeds)
 
