@@ -118,7 +118,8 @@ class PerceptionNode(LifecycleNode):
         s = self.settings
         return EngineConfig(model_path=model, providers=tuple(s.providers), trt_fp16=s.trt_fp16,
                             trt_cache_dir=s.trt_cache_dir, max_gap_s=s.max_gap_s,
-                            warmup_runs=s.warmup_runs, intra_op_threads=s.intra_op_threads)
+                            warmup_runs=s.warmup_runs, warmup_batch=len(s.cameras),
+                            intra_op_threads=s.intra_op_threads)
 
     def _stop_processing(self) -> None:
         for sub in self._subscriptions:
