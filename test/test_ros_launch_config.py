@@ -47,8 +47,13 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def _car_yaml_node_key() -> str:
+    (key,) = yaml.safe_load(CAR_YAML.read_text()).keys()
+    return key
+
+
 def test_car_yaml_sets_every_declared_parameter_with_a_valid_value() -> None:
-    params = _flatten(yaml.safe_load(CAR_YAML.read_text())[NODE_NAME]["ros__parameters"])
+    params = _flatten(yaml.safe_load(CAR_YAML.read_text())[_car_yaml_node_key()]["ros__parameters"])
     assert set(params) == {p.name for p in PARAMS}
     kinds = {bool: bool, int: int, float: float, str: str, "str[]": list, "float[]": list}
     for spec in PARAMS:
@@ -61,6 +66,27 @@ def test_car_yaml_sets_every_declared_parameter_with_a_valid_value() -> None:
         leaf = spec.name.split(".")[-1]
         match = re.search(rf"\n(\s*#[^\n]*\n)+\s*{re.escape(leaf)}:", text)
         assert match, f"{spec.name} has no comment in car.yaml"
+
+
+def test_car_yaml_reaches_the_node_in_any_namespace(tmp_path: Path) -> None:
+    """The launch file's `namespace:=` pushes the node to /<ns>/unified_perception; the params file
+    must still apply (a plain `unified_perception:` key only matches /unified_perception)."""
+    tree = yaml.safe_load(CAR_YAML.read_text())
+    tree[_car_yaml_node_key()]["ros__parameters"]["transport"] = "compressed"  # not the default
+    params_file = tmp_path / "car.yaml"
+    params_file.write_text(yaml.safe_dump(tree))
+    for namespace in ("/", "/perception", "/car/sensors"):
+        session = RosSession(["x", "--ros-args", "--params-file", str(params_file),
+                              "-r", f"__ns:={namespace}"])
+        try:
+            from unified_perception.ros.node import PerceptionNode
+
+            node = PerceptionNode(context=session.context)
+            assert node.get_namespace() == namespace
+            assert node.settings.transport == "compressed", namespace
+            node.destroy_node()
+        finally:
+            session.close()
 
 
 def _entry_point_command() -> list[str]:
