@@ -89,7 +89,10 @@ class VehicleOutputs:
             self._publish_steering(self._limiter.update(None, now_s, now_s), now)
 
     def _publish_odometry(self, result: FrameResult, stamp: Time) -> None:
+        rejected = self._odometry.rejected_steps
         T_odom_base = self._odometry.update(result.T_cam_prev_cam_cur)
+        if self._odometry.rejected_steps != rejected:
+            return      # non-finite ego-motion: no pose, no twist (last_step is the previous frame's)
         step = self._odometry.last_step
         linear, angular = ((np.zeros(3), np.zeros(3)) if step is None or not result.dt_s
                            else twist_from_step(step, result.dt_s))
