@@ -133,3 +133,11 @@ def test_existing_output_or_bad_size_gives_one_clear_message(bag: Path, capsys) 
     assert "already exists" in capsys.readouterr().err
     assert cli_main(["synth", "--out", str(bag) + "_x", "--size", "64by128", "--quiet"]) == 2
     assert "HxW" in capsys.readouterr().err
+
+
+def test_a_sequence_too_long_for_panoptic_ids_fails_before_writing_anything(tmp_path: Path,
+                                                                             capsys) -> None:
+    out = tmp_path / "long"
+    assert cli_main(["synth", "--out", str(out), "--frames", "4000", "--quiet"]) == 2
+    assert "fewer frames" in capsys.readouterr().err
+    assert not out.exists()

@@ -186,3 +186,11 @@ def test_bad_parameters_raise_one_clear_message() -> None:
         parse_size("640")
     with pytest.raises(SimConfigError, match="wheelbase_m"):
         SimConfig(wheelbase_m=-1.0).validate()
+
+
+def test_a_sequence_with_more_objects_than_panoptic_instance_ids_is_refused_clearly() -> None:
+    # panoptic = class * 1000 + instance: instance 1000 of a car would read as a truck
+    crowded = SimConfig(frames=200, traffic_density=10.0, parked_density=10.0,
+                        pedestrian_density=30.0)
+    with pytest.raises(SimConfigError, match=f"{PANOPTIC_LABEL_DIVISOR - 1}.*frames"):
+        SyntheticWorld(crowded)

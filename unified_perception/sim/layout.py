@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unified_perception.contract import PANOPTIC_LABEL_DIVISOR
 from unified_perception.sim import objects
-from unified_perception.sim.config import SimConfig
+from unified_perception.sim.config import SimConfig, SimConfigError
 from unified_perception.sim.geometry import planar_pose, rot_y
 from unified_perception.sim.objects import Part
 from unified_perception.sim.road import RoadCurve
@@ -243,5 +244,12 @@ def build_layout(rng: np.random.Generator, cfg: SimConfig, road: RoadCurve, ego_
         _roadside(b, rng, road, cross, side, s_from, s_to)
     _traffic(b, rng, cfg, cross, ego_s0, ego_speed, duration_s, s_to)
     _pedestrians(b, rng, cfg, cross, s_from, s_to)
+    things = b.next_instance - 1
+    if things >= PANOPTIC_LABEL_DIVISOR:
+        raise SimConfigError(
+            f"this sequence would hold {things} cars and pedestrians, but panoptic ids "
+            f"(class * {PANOPTIC_LABEL_DIVISOR} + instance) allow {PANOPTIC_LABEL_DIVISOR - 1} "
+            f"instances: render fewer frames per sequence (several seeds instead of one long "
+            f"drive) or lower the traffic / parked / pedestrian densities")
     return b.build(cross)
 

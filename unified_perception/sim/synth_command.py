@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from unified_perception.sim.bag_writer import BagWriteError, write_bag
 from unified_perception.sim.config import CameraConfig, SimConfig, SimConfigError, parse_size
-from unified_perception.sim.world import render_sequence
+from unified_perception.sim.world import SyntheticWorld
 
 DEFAULT_START_TIME_S = 1_700_000_000.0
 """stamp of frame 0 (a fixed epoch, so the same seed gives the same bag)"""
@@ -38,7 +38,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 def main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
-        summary = write_bag(args.out, render_sequence(config), storage=args.storage,
+        world = SyntheticWorld(config)   # before the bag exists: a bad world leaves no partial bag
+        frames = (world.render(index) for index in range(config.frames))
+        summary = write_bag(args.out, frames, storage=args.storage,
                             config_json=config.to_json_dict(), total=config.frames,
                             progress=not args.quiet)
     except (SimConfigError, BagWriteError) as err:
