@@ -118,3 +118,37 @@ def test_onnx_matches_pytorch_for_three_frames_with_state_fed_back(exported):
         assert outputs["instances"].max() > 0, "the grouping found no instance to compare"
         ort_state = got[len(graph.output_names):]
         torch_state = tuple(torch.from_numpy(v) for v in expected[len(graph.output_names):])
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4])
+def test_dynamic_batch_runs_each_camera_as_if_alone(exported, batch: int) -> None:
+    """The batch axis is really dynamic (exported at N=2): N=1, 3, 4 run and every row equals the
+    same camera run alone, over two frames with the state fed back."""
+    _, session = exported
+    names = [o.name for o in session.get_outputs()]
+    state_inputs = [i for i in session.get_inputs() if i.name != "image"]
+    rng = np.random.default_rng(batch)
+    frames = [rng.integers(0, 256, (batch, HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(2)]
+
+    def run(images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        n = images[0].shape[0]
+        state = {i.name: np.zeros((n, *i.shape[1:]), np.float32) for i in state_inputs}
+        results = []
+        for image in images:
+            out = dict(zip(names, session.run(names, {"image": image, **state})))
+            state = {i.name: out["state_out_" + i.name[len("state_in_"):]] for i in state_inputs}
+            results.append(out)
+        return results
+
+    together = run(frames)
+    for row in range(batch):
+        alone = run([f[row:row + 1] for f in frames])
+        for t in range(2):
+            assert together[t]["pair_valid"][row] == alone[t]["pair_valid"][0] == (t > 0)
+            for name in ("depth", "ego_motion", "motion_prob", "scene_flow", "steering", "latent"):
+                want, have = alone[t][name][0], together[t][name][row]
+                assert have.shape == want.shape, (batch, row, name)
+                span = max(float(np.ptp(want)), 1e-6)
+                assert np.abs(have.astype(np.float64) - want).max() <= 1e-4 * span, (batch, t, name)
+            same = (alone[t]["semantic"][0] == together[t]["semantic"][row]).mean()
+            assert same >= 0.99, (batch, t, same)
