@@ -66,3 +66,17 @@ def test_backbone_gives_four_maps_at_strides_4_to_32(name: str) -> None:
 def test_unknown_backbone_lists_the_choices() -> None:
     with pytest.raises(ValueError, match="resnet18"):
         build_backbone("vgg")
+
+
+def test_export_command_turns_bad_imagenet_weights_into_one_message(tmp_path: Path) -> None:
+    from unified_perception.cli import main as cli_main
+
+    wrong = tmp_path / "resnet34.pth"
+    _torchvision_layout_checkpoint("resnet34", wrong, seed=3)
+    base = ["export", "--backbone", "resnet18", "--size", "64x64", "--preset", "light",
+            "--out", str(tmp_path / "m.onnx")]
+    for weights, expected in ((tmp_path / "nope.pth", "not found"), (wrong, "does not match")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main([*base, "--imagenet-weights", str(weights)])
+        assert isinstance(exit_info.value.code, str) and expected in exit_info.value.code
+    assert not (tmp_path / "m.onnx").exists()

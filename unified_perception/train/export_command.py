@@ -52,7 +52,10 @@ def main(args: argparse.Namespace) -> int:
                                 preset=args.preset)
     recipe = data_summary = intrinsics = None
     if args.imagenet_weights:
-        print(load_pretrained(model.encoder, args.imagenet_weights))
+        try:
+            print(load_pretrained(model.encoder, args.imagenet_weights))
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"--imagenet-weights: {err}") from None
         recipe = {"status": "untrained heads", "backbone_init": f"ImageNet ({args.imagenet_weights.name})"}
     if args.checkpoint:
         if not args.checkpoint.is_file():
