@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from unified_perception.contract import (STATE_IN_PREFIX, STATE_OUT_PREFIX, ContractError,
@@ -93,6 +94,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         print(describe(args.model))
     except (ContractError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
+        print(f"unified-perception info: {err}", file=sys.stderr)
         return 1
     return 0
