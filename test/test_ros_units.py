@@ -102,3 +102,28 @@ def test_transform_stamped_carries_parent_child_and_the_rigid_transform() -> Non
     assert (t.x, t.y, t.z) == (1.0, 2.0, 0.5)
     np.testing.assert_allclose([q.x, q.y, q.z, q.w], [0, 0, math.sin(math.pi / 4),
                                                       math.cos(math.pi / 4)], atol=1e-12)
+
+
+def test_bad_start_up_parameters_give_one_error_naming_each_parameter() -> None:
+    """Out of range, wrong type (an integer for a float) or failing a check: one ParameterError
+    that names every bad parameter, not an rclpy traceback about the first one."""
+    import pytest
+    import rclpy
+    from rclpy.context import Context
+
+    from unified_perception.ros.node import PerceptionNode
+    from unified_perception.ros.params import ParameterError
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ParameterError) as err:
+            PerceptionNode(context=context, parameter_overrides=[
+                Parameter("max_gap_s", value=100.0), Parameter("motion_threshold", value=1),
+                Parameter("cameras", value=["front", ""])])
+    finally:
+        rclpy.shutdown(context=context)
+    message = str(err.value)
+    assert "max_gap_s" in message and "60.0" in message
+    assert "motion_threshold" in message and "DOUBLE" in message
+    assert "cameras" in message and "non-empty" in message

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -65,7 +66,8 @@ class ParamSpec:
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return (f"{self.name} must be within [{self.range[0]}, {self.range[1]}], got {value}; "
                     f"the previous value is kept")
-        return self.check(value) if self.check else None
+        reason = self.check(value) if self.check else None
+        return f"{self.name} {reason}" if reason else None
 
 
 def _length(n: int) -> Callable[[Sequence[float]], str | None]:
@@ -194,12 +196,18 @@ class ParameterError(ValueError):
 def declare(node: Node) -> NodeSettings:
     """Declare every parameter on ``node`` and return the validated settings.
 
-    Raises :class:`ParameterError` naming each unacceptable start-up value.
+    Raises :class:`ParameterError` naming each unacceptable start-up value: out of its range or
+    of the wrong type (rclpy rejects those while declaring) or failing its check.
     """
+    problems = []
     for spec in PARAMS:
-        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            problems.append(f"{spec.name}: {err}")
+            node.declare_parameter(spec.name, spec.default, spec.descriptor(), ignore_override=True)
     settings = read(node)
-    problems = [p for p in (spec.problem(_plain(getattr(settings, spec.attr))) for spec in PARAMS) if p]
+    problems += [p for p in (spec.problem(_plain(getattr(settings, spec.attr))) for spec in PARAMS) if p]
     if problems:
         raise ParameterError("invalid parameters: " + "; ".join(problems)
                              + " (fix them in the params file or on the command line)")
