@@ -89,7 +89,8 @@ def test_out_of_order_input_is_held_once_then_a_restarted_clock_is_followed() ->
 
 @pytest.mark.parametrize("field, value", [("max_angle_rad", -0.1), ("max_rate_rad_s", 0.0),
                                           ("smoothing_time_constant_s", math.nan),
-                                          ("stale_timeout_s", math.inf)])
+                                          ("stale_timeout_s", math.inf),
+                                          ("max_angle_rad", "0.5"), ("max_rate_rad_s", None)])
 def test_bad_limits_are_rejected_naming_the_parameter(field: str, value: float) -> None:
     values = dict(max_angle_rad=0.5, max_rate_rad_s=0.5, smoothing_time_constant_s=0.1,
                   stale_timeout_s=0.2) | {field: value}

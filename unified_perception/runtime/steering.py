@@ -26,8 +26,9 @@ class SteeringLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            minimum_ok = value >= 0.0 if f.name == "smoothing_time_constant_s" else value > 0.0
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not minimum_ok:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            minimum_ok = number and (value >= 0.0 if f.name == "smoothing_time_constant_s" else value > 0.0)
+            if not number or not math.isfinite(value) or not minimum_ok:
                 bound = "zero or positive" if f.name == "smoothing_time_constant_s" else "positive"
                 raise ValueError(f"steering limit '{f.name}' must be a finite {bound} number, got {value!r}")
 
