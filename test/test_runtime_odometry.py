@@ -59,7 +59,8 @@ def test_a_constant_turn_closes_a_circle_and_gives_the_twist() -> None:
     np.testing.assert_allclose(poses[n // 2 - 1][:3, 3], [0.0, 2 * radius, 0.0], atol=1e-6)  # left turn
     linear, angular = twist_from_step(odometry.last_step, dt_s=0.1)
     np.testing.assert_allclose(angular, [0.0, 0.0, yaw / 0.1], atol=1e-9)
-    assert linear[0] > 0.0 and linear[1] > 0.0
+    # The body twist of an arc: forward at radius * yaw rate, no sideways slip.
+    np.testing.assert_allclose(linear, [radius * yaw / 0.1, 0.0, 0.0], atol=1e-9)
 
 
 def test_non_finite_steps_are_skipped_and_counted() -> None:

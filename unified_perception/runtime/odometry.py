@@ -53,15 +53,25 @@ def rotation_to_axis_angle(R: np.ndarray) -> np.ndarray:
 
 
 def twist_from_step(T_base_prev_base_cur: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean linear (m/s) and angular (rad/s) velocity ``[3]`` of base_link over one step of ``dt_s``.
+    """Linear (m/s) and angular (rad/s) velocity ``[3]`` of base_link over one step of ``dt_s``.
 
-    Expressed in base_link of the previous frame (the ``twist`` of ``nav_msgs/Odometry``, whose
-    child frame is base_link, to first order).
+    The constant body twist that moves base_link by the step in ``dt_s`` (the SE(3) logarithm of
+    the step divided by ``dt_s``). A constant body twist has the same coordinates in base_link at
+    the start and at the end of the step, so this is the ``twist`` of ``nav_msgs/Odometry`` (child
+    frame base_link) at the current frame: a car on an arc gets a purely forward linear velocity.
     """
     if not dt_s > 0.0:
         raise ValueError(f"dt_s must be positive, got {dt_s}")
-    return (T_base_prev_base_cur[:3, 3] / dt_s,
-            rotation_to_axis_angle(T_base_prev_base_cur[:3, :3]) / dt_s)
+    omega = rotation_to_axis_angle(T_base_prev_base_cur[:3, :3])
+    theta = float(np.linalg.norm(omega))
+    W = np.array([[0.0, -omega[2], omega[1]], [omega[2], 0.0, -omega[0]],
+                  [-omega[1], omega[0], 0.0]])
+    if theta < 1e-9:
+        V_inv = np.eye(3) - 0.5 * W
+    else:   # inverse of the SE(3) left Jacobian V = I + (1-cos)/th^2 W + (th-sin)/th^3 W^2
+        half = 0.5 * theta
+        V_inv = np.eye(3) - 0.5 * W + (1.0 - half / math.tan(half)) / theta ** 2 * (W @ W)
+    return V_inv @ T_base_prev_base_cur[:3, 3] / dt_s, omega / dt_s
 
 
 def _check_transform(T: np.ndarray, what: str) -> np.ndarray:
