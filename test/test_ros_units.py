@@ -56,6 +56,19 @@ def test_newest_frame_wins_and_replaced_frames_are_counted_as_dropped() -> None:
     assert inputs.take(0.0) == []
 
 
+def test_take_waits_within_the_batch_window_for_the_other_cameras() -> None:
+    import threading
+    inputs = CameraInputs(["front", "rear"], lambda n: None)
+    inputs.offer_frame("front", Image(width=1))
+    late = threading.Timer(0.05, lambda: inputs.offer_frame("rear", Image(width=2)))
+    late.start()
+    frames = inputs.take(0.0, batch_window_s=2.0)       # returns as soon as rear arrives
+    late.join()
+    assert [f.camera for f in frames] == ["front", "rear"]
+    inputs.offer_frame("front", Image(width=3))
+    assert [f.camera for f in inputs.take(0.0, batch_window_s=0.05)] == ["front"]  # rear never came
+
+
 def test_image_builder_round_trips_through_the_codec() -> None:
     depth = np.random.default_rng(0).uniform(0.1, 80, (4, 6)).astype(np.float32)
     hdr = builders.header(builders.s_to_stamp(12.25), "cam")

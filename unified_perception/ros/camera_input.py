@@ -61,11 +61,21 @@ class CameraInputs:
         with self._lock:
             self._infos[camera] = info
 
-    def take(self, timeout_s: float) -> list[PendingFrame]:
-        """Wait up to ``timeout_s`` for frames; return and clear the newest one of every camera."""
+    def take(self, timeout_s: float, batch_window_s: float = 0.0) -> list[PendingFrame]:
+        """Wait up to ``timeout_s`` for frames; return and clear the newest one of every camera.
+
+        Once a frame is waiting, wait up to ``batch_window_s`` after its arrival for the other
+        cameras' frames, so that unsynchronised cameras still share one batched inference call.
+        """
         with self._lock:
             if not self._frames:
                 self._ready.wait(timeout_s)
+            if self._frames and batch_window_s > 0.0:
+                first_s = min(received_s for _, received_s in self._frames.values())
+                while len(self._frames) < len(self.cameras):
+                    left_s = first_s + batch_window_s - time.monotonic()
+                    if left_s <= 0.0 or not self._ready.wait(left_s):
+                        break
             frames = []
             for index, cam in enumerate(self.cameras):
                 if cam in self._frames:

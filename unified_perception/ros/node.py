@@ -72,7 +72,8 @@ class PerceptionNode(LifecycleNode):
             lambda msg: self.get_logger().warning(msg, throttle_duration_sec=5.0),
             lambda: self.get_clock().now().to_msg())
         self._worker = InferenceWorker(self._inputs, self._pipeline.process,
-                                       lambda msg: self.get_logger().error(msg))
+                                       lambda msg: self.get_logger().error(msg),
+                                       batch_window_s=lambda: self.settings.batch_window_s)
         self.get_logger().info(
             f"configured: model {model} at {self._engine.input_size[1]}x"
             f"{self._engine.input_size[0]} on {self._engine.active_provider}, cameras "

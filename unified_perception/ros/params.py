@@ -106,6 +106,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "camera names; each subscribes <camera>/image_raw and <camera>/camera_info and "
               "publishes <camera>/<output>; the first one drives odometry and steering",
               check=_non_empty),
+    ParamSpec("batch_window_s", 0.02, float,
+              "s; after a camera's frame arrives, wait this long for the other cameras' frames so "
+              "they share one batched inference call (0 = never wait)", range=(0.0, 0.5),
+              dynamic=True),
     ParamSpec("transport", "raw", str,
               "raw: sensor_msgs/Image on <camera>/image_raw; compressed: sensor_msgs/"
               "CompressedImage on <camera>/image_raw/compressed", check=_one_of("raw", "compressed")),
@@ -164,6 +168,7 @@ class NodeSettings:
     intra_op_threads: int
     autostart: bool
     cameras: tuple[str, ...]
+    batch_window_s: float
     transport: str
     optical_frame_ids: tuple[str, ...]
     base_frame_id: str

@@ -16,9 +16,11 @@ class InferenceWorker:
     """A daemon thread looping ``process(inputs.take(...))`` between :meth:`start` and :meth:`stop`."""
 
     def __init__(self, inputs: CameraInputs, process: Callable[[list[PendingFrame]], None],
-                 log_error: Callable[[str], None], poll_s: float = 0.1) -> None:
+                 log_error: Callable[[str], None], poll_s: float = 0.1,
+                 batch_window_s: Callable[[], float] = lambda: 0.0) -> None:
         self._inputs = inputs
         self._process = process
+        self._batch_window_s = batch_window_s
         self._log_error = log_error
         self._poll_s = poll_s
         self._stop = threading.Event()
@@ -48,7 +50,7 @@ class InferenceWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            frames = self._inputs.take(self._poll_s)
+            frames = self._inputs.take(self._poll_s, self._batch_window_s())
             if not frames or self._stop.is_set():
                 continue
             try:
