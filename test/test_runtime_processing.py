@@ -127,7 +127,9 @@ def test_run_stats_report_rate_percentiles_and_counters() -> None:
     for k in range(200):
         stats.record_frame(done_s=k * 0.05, latency_s=0.010 + 0.001 * (k % 10))
     stats.count_dropped(3)
-    stats.count_invalid()
+    assert stats.snapshot().since_invalid_s is None
+    stats.count_invalid(now_s=100.0)
+    assert stats.snapshot(now_s=104.5).since_invalid_s == pytest.approx(4.5)
     snap = stats.snapshot()
     assert snap.rate_hz == pytest.approx(20.0)
     assert snap.latency_p50_ms == pytest.approx(14.5)
@@ -136,6 +138,7 @@ def test_run_stats_report_rate_percentiles_and_counters() -> None:
     assert (snap.frames, snap.dropped, snap.invalid, snap.window) == (200, 3, 1, 50)
     stats.reset()
     assert stats.snapshot().frames == 0 and stats.snapshot().rate_hz == 0.0
+    assert stats.snapshot().since_invalid_s is None
 
 
 def test_providers_follow_the_preference_and_say_why() -> None:

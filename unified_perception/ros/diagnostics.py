@@ -10,14 +10,19 @@ from unified_perception.ros.params import NodeSettings
 from unified_perception.runtime.engine import InferenceEngine
 from unified_perception.runtime.stats import StatsSnapshot
 
+RECENT_INVALID_S = 10.0
+"""The status stays WARN for this long after the last invalid frame, then returns to OK."""
+
 
 def diagnostics_message(node_name: str, settings: NodeSettings, engine: InferenceEngine,
                         stats: StatsSnapshot, received: int, last_invalid_reason: str,
                         stamp: Time) -> DiagnosticArray:
-    """One status named after the node: OK while frames flow, WARN when frames were rejected or
-    none was processed yet. Rate and latency (receipt to published) are over the recent window."""
+    """One status named after the node: OK while frames flow, WARN when frames were rejected in
+    the last :data:`RECENT_INVALID_S` or none was processed yet. Rate (frames of all cameras per
+    second) and latency (receipt to published) are over the recent window."""
     values = {
         "rate_hz": f"{stats.rate_hz:.2f}",
+        "rate_hz_per_camera": f"{stats.rate_hz / max(len(settings.cameras), 1):.2f}",
         "latency_p50_ms": f"{stats.latency_p50_ms:.2f}",
         "latency_p95_ms": f"{stats.latency_p95_ms:.2f}",
         "frames_received": received,
@@ -30,8 +35,10 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
         "model_path": settings.model_path,
         "cameras": ",".join(settings.cameras),
     }
-    if stats.invalid:
-        level, message = DiagnosticStatus.WARN, f"{stats.invalid} invalid frame(s) rejected"
+    if stats.since_invalid_s is not None and stats.since_invalid_s < RECENT_INVALID_S:
+        level, message = DiagnosticStatus.WARN, (
+            f"invalid frame(s) rejected {stats.since_invalid_s:.1f} s ago "
+            f"({stats.invalid} in total): {last_invalid_reason}")
     elif stats.frames == 0:
         level, message = DiagnosticStatus.WARN, "no camera frames processed yet"
     else:

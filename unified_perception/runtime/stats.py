@@ -7,6 +7,7 @@ Times in seconds in, Hz and milliseconds out.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import NamedTuple
 
@@ -23,6 +24,7 @@ class StatsSnapshot(NamedTuple):
     dropped: int         # replaced by a newer frame before they could be processed
     invalid: int         # rejected (bad encoding, wrong step, truncated data, ...)
     window: int          # frames the rate and latencies are computed over
+    since_invalid_s: float | None = None   # seconds since the last invalid frame, None if none
 
 
 class RunStats:
@@ -35,6 +37,7 @@ class RunStats:
         self._done_s: deque[float] = deque(maxlen=window)
         self._latency_s: deque[float] = deque(maxlen=window)
         self._frames = self._dropped = self._invalid = 0
+        self._last_invalid_s: float | None = None
 
     def record_frame(self, done_s: float, latency_s: float) -> None:
         """One processed frame: when it finished (``done_s``, any monotonic clock) and how long
@@ -48,23 +51,30 @@ class RunStats:
         with self._lock:
             self._dropped += n
 
-    def count_invalid(self, n: int = 1) -> None:
+    def count_invalid(self, n: int = 1, now_s: float | None = None) -> None:
+        """``n`` rejected frames at ``now_s`` (``time.monotonic()`` when not given)."""
         with self._lock:
             self._invalid += n
+            self._last_invalid_s = time.monotonic() if now_s is None else now_s
 
-    def snapshot(self) -> StatsSnapshot:
-        """Current figures; rate and latencies are 0.0 until two (one) frames were recorded."""
+    def snapshot(self, now_s: float | None = None) -> StatsSnapshot:
+        """Current figures at ``now_s`` (``time.monotonic()`` when not given); rate and latencies
+        are 0.0 until two (one) frames were recorded."""
+        now_s = time.monotonic() if now_s is None else now_s
         with self._lock:
             done = np.asarray(self._done_s)
             latency = np.asarray(self._latency_s)
             frames, dropped, invalid = self._frames, self._dropped, self._invalid
+            since_invalid = None if self._last_invalid_s is None else now_s - self._last_invalid_s
         span = float(done[-1] - done[0]) if len(done) >= 2 else 0.0
         rate = (len(done) - 1) / span if span > 0.0 else 0.0
         p50, p95 = (np.percentile(latency, [50, 95]) * 1e3) if len(latency) else (0.0, 0.0)
-        return StatsSnapshot(rate, float(p50), float(p95), frames, dropped, invalid, len(done))
+        return StatsSnapshot(rate, float(p50), float(p95), frames, dropped, invalid, len(done),
+                             since_invalid)
 
     def reset(self) -> None:
         with self._lock:
             self._done_s.clear()
             self._latency_s.clear()
             self._frames = self._dropped = self._invalid = 0
+            self._last_invalid_s = None
