@@ -16,12 +16,15 @@ from typing import NamedTuple
 
 @dataclass(frozen=True)
 class SteeringLimits:
-    """Limits and smoothing. Raises ``ValueError`` naming a bad value (a dynamic parameter check)."""
+    """Limits and smoothing. Raises ``ValueError`` naming a bad value (a dynamic parameter check).
 
-    max_angle_rad: float = 0.5
-    max_rate_rad_s: float = 0.5
-    smoothing_time_constant_s: float = 0.1   # first-order low-pass; 0 = no smoothing
-    stale_timeout_s: float = 0.25
+    No defaults here: the node's values come from its parameter table (``config/car.yaml``).
+    """
+
+    max_angle_rad: float
+    max_rate_rad_s: float
+    smoothing_time_constant_s: float         # first-order low-pass; 0 = no smoothing
+    stale_timeout_s: float
 
     def __post_init__(self) -> None:
         for f in fields(self):
