@@ -70,6 +70,13 @@ GT_TOPICS: tuple[TopicSpec, ...] = (
     DEPTH, SEMANTIC, INSTANCES, PANOPTIC, MOTION_MASK, SCENE_FLOW, ODOMETRY, STEERING_ANGLE)
 """Ground-truth topics a synthetic bag carries, as ``/gt/<name>``."""
 
+BASE_FRAME = "base_link"
+"""Default vehicle body frame id (REP 105)."""
+ODOM_FRAME = "odom"
+"""Default odometry frame id (REP 105)."""
+SIM_OPTICAL_FRAME = "camera_optical_frame"
+"""Optical frame id of the camera in synthetic bags."""
+
 SIM_CAMERA = "camera"
 """Camera name used in synthetic bags: ``/camera/image_raw``, ``/camera/camera_info``."""
 

@@ -17,6 +17,8 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from unified_perception import topics
+
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
     float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
@@ -117,9 +119,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "optical frame id per camera (in camera order); '' or a missing entry uses the "
               "frame_id of the incoming image"),
     # Frames (REP 105) and the primary camera's mounting.
-    ParamSpec("base_frame_id", "base_link", str, "vehicle body frame (REP 105)",
+    ParamSpec("base_frame_id", topics.BASE_FRAME, str, "vehicle body frame (REP 105)",
               check=lambda v: None if v else "must not be empty"),
-    ParamSpec("odom_frame_id", "odom", str, "odometry frame (REP 105)",
+    ParamSpec("odom_frame_id", topics.ODOM_FRAME, str, "odometry frame (REP 105)",
               check=lambda v: None if v else "must not be empty"),
     ParamSpec("camera_to_base_xyz", [1.5, 0.0, 1.4], "float[]",
               "m; position of the primary camera in base_link (x forward, y left, z up)",

@@ -11,15 +11,16 @@ from typing import Any
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
-from unified_perception.transforms import rotation_to_quaternion
+from unified_perception import topics
 from unified_perception.sim.world import SimFrame
+from unified_perception.transforms import rotation_to_quaternion
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
 
-CAMERA_FRAME = "camera_optical_frame"
-BASE_FRAME = "base_link"
-ODOM_FRAME = "odom"
+CAMERA_FRAME = topics.SIM_OPTICAL_FRAME
+BASE_FRAME = topics.BASE_FRAME
+ODOM_FRAME = topics.ODOM_FRAME
 
 # encoding -> (numpy dtype, channels)
 IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
