@@ -140,3 +140,48 @@ def test_bad_start_up_parameters_give_one_error_naming_each_parameter() -> None:
     assert "max_gap_s" in message and "60.0" in message
     assert "motion_threshold" in message and "DOUBLE" in message
     assert "cameras" in message and "non-empty" in message
+
+
+def test_output_camera_info_keeps_the_input_distortion_and_scales_k() -> None:
+    from sensor_msgs.msg import CameraInfo
+    source = CameraInfo(height=720, width=1280, distortion_model="rational_polynomial",
+                        d=[-0.3, 0.1, 0.001, 0.002, 0.0, 0.01, 0.0, 0.0],
+                        k=[1000.0, 0, 639.5, 0, 1000.0, 359.5, 0, 0, 1])
+    K = np.array([[100.0, 0, 63.5], [0, 88.9, 31.5], [0, 0, 1]])
+    hdr = builders.header(builders.s_to_stamp(1.0), "front_optical")
+    info = builders.camera_info(K, (64, 128), hdr, source)
+    assert (info.height, info.width) == (64, 128)
+    assert info.distortion_model == "rational_polynomial" and list(info.d) == list(source.d)
+    np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], K)
+    plain = builders.camera_info(K, (64, 128), hdr)
+    assert plain.distortion_model == "plumb_bob" and not any(plain.d)
+
+
+def test_a_worker_stopped_mid_batch_never_runs_twice_after_restart() -> None:
+    import threading
+    import time as _time
+
+    from unified_perception.ros.worker import InferenceWorker
+    inputs = CameraInputs(["front"], lambda n: None)
+    busy, most_busy, lock = [0], [0], threading.Lock()
+    started = threading.Event()
+
+    def slow_process(frames) -> None:
+        with lock:
+            busy[0] += 1
+            most_busy[0] = max(most_busy[0], busy[0])
+        started.set()
+        _time.sleep(0.5)
+        with lock:
+            busy[0] -= 1
+
+    worker = InferenceWorker(inputs, slow_process, lambda msg: None, poll_s=0.01)
+    worker.start()
+    inputs.offer_frame("front", Image(width=1))
+    assert started.wait(5.0)
+    assert worker.stop(timeout_s=0.01) is False and not worker.running   # still in its batch
+    worker.start()                       # waits for the old thread before starting a new one
+    inputs.offer_frame("front", Image(width=2))
+    _time.sleep(0.1)
+    assert worker.stop(timeout_s=5.0) is True
+    assert most_busy[0] == 1

@@ -59,13 +59,21 @@ def image(values: np.ndarray, encoding: str, hdr: Header) -> Image:
     return msg
 
 
-def camera_info(K: np.ndarray, size_hw: tuple[int, int], hdr: Header) -> CameraInfo:
-    """Pinhole ``CameraInfo`` for an undistorted image of ``size_hw`` with 3x3 intrinsics ``K`` (px)."""
+def camera_info(K: np.ndarray, size_hw: tuple[int, int], hdr: Header,
+                source: CameraInfo | None = None) -> CameraInfo:
+    """``CameraInfo`` of an image of ``size_hw`` with 3x3 intrinsics ``K`` (px), ``P = [K | 0]``.
+
+    The outputs are the input image resized, so they keep its lens distortion: ``source`` (the
+    input's CameraInfo) gives the distortion model and coefficients, which live in normalised
+    image coordinates and so hold at any size. Without it, the image is taken as undistorted.
+    """
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     P = np.zeros((3, 4))
     P[:, :3] = K
+    model, d = ((source.distortion_model, list(source.d)) if source is not None and
+                source.distortion_model else ("plumb_bob", [0.0] * 5))
     return CameraInfo(header=hdr, height=int(size_hw[0]), width=int(size_hw[1]),
-                      distortion_model="plumb_bob", d=[0.0] * 5, k=K.reshape(-1).tolist(),
+                      distortion_model=model, d=d, k=K.reshape(-1).tolist(),
                       r=np.eye(3).reshape(-1).tolist(), p=P.reshape(-1).tolist())
 
 

@@ -36,16 +36,18 @@ def output_intrinsics(info: CameraInfo | None, image_hw: tuple[int, int], model_
 
 
 def publish_camera(pubs: CameraPublishers, result: FrameResult, hdr: Header, K: np.ndarray,
-                   palette: np.ndarray, motion_threshold: float, cloud_stride: int) -> None:
+                   palette: np.ndarray, motion_threshold: float, cloud_stride: int,
+                   source_info: CameraInfo | None = None) -> None:
     """Publish every per-camera output of ``result`` that has a subscriber, stamped with ``hdr``.
 
-    ``K``: ``[3, 3]`` intrinsics at the output size; ``palette``: ``[256, 3] uint8`` class colours.
+    ``K``: ``[3, 3]`` intrinsics at the output size; ``palette``: ``[256, 3] uint8`` class colours;
+    ``source_info``: the input's CameraInfo (its distortion carries over to depth/camera_info).
     """
     if result.depth_m is not None:
         pubs.depth.publish_if_wanted(
             lambda: builders.image(result.depth_m, topics.DEPTH.encoding, hdr))
         pubs.depth_info.publish_if_wanted(
-            lambda: builders.camera_info(K, result.depth_m.shape, hdr))
+            lambda: builders.camera_info(K, result.depth_m.shape, hdr, source_info))
     if result.semantic is not None:
         pubs.semantic.publish_if_wanted(
             lambda: builders.image(result.semantic, topics.SEMANTIC.encoding, hdr))

@@ -129,7 +129,9 @@ class PerceptionNode(LifecycleNode):
             self.destroy_timer(timer)
         self._subscriptions, self._timers = [], []
         if self._worker is not None:
-            self._worker.stop()
+            if not self._worker.stop():
+                self.get_logger().warning("the inference thread is still finishing a batch; its "
+                                          "outputs are not published (the node is inactive)")
 
     def _release(self) -> None:
         if self._outputs is not None:

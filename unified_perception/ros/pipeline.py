@@ -57,7 +57,7 @@ class FramePipeline:
             K = output_intrinsics(frame.info, image.shape[:2], model_hw, self._engine.metadata)
             publish_camera(self._outputs.cameras[frame.camera], result, hdr, K,
                            self._palette, settings.motion_threshold,
-                           settings.pointcloud_stride)
+                           settings.pointcloud_stride, frame.info)
             if frame.camera_index == 0:
                 self._vehicle.on_result(result, frame.msg.header.stamp, self._now(), frame_id)
             done = time.monotonic()

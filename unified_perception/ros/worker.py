@@ -27,6 +27,10 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start the thread; a thread still finishing a batch after :meth:`stop` is waited for."""
+        if self._thread is not None and self._stop.is_set():
+            self._thread.join()         # stop() timed out on a long batch: never run two workers
+            self._thread = None
         if self._thread is not None:
             return
         self._stop.clear()
@@ -35,18 +39,25 @@ class InferenceWorker:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop after the batch in progress (if any) is finished and published."""
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop after the batch in progress (if any) is finished and published.
+
+        Returns False when the thread did not finish within ``timeout_s``; it then ends after its
+        batch, and :meth:`start` waits for it.
+        """
         if self._thread is None:
-            return
+            return True
         self._stop.set()
         self._inputs.wake()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            return False
         self._thread = None
+        return True
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._thread is not None and not self._stop.is_set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
