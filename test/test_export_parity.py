@@ -11,7 +11,6 @@ the other label. Decided pixels must be at least 99% of the image, so the compar
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort

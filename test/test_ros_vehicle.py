@@ -13,7 +13,6 @@ import pytest
 from nav_msgs.msg import Odometry
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 
 from ros_helpers import Recorder, RosSession, wait_until
 from unified_perception.ros import builders, params
