@@ -25,18 +25,28 @@ class PinholeCamera:
                       [0.0, 0.0, 1.0]])
         return cls(cfg.height, cfg.width, K)
 
+    def normalised_coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """``x [W]`` and ``y [H]`` float64: optical-frame ray slopes of the pixel columns and rows.
+
+        The ray of pixel ``(v, u)`` is ``(x[u], y[v], 1)``.
+        """
+        K = self.K
+        x = (np.arange(self.width, dtype=np.float64) - K[0, 2]) / K[0, 0]
+        y = (np.arange(self.height, dtype=np.float64) - K[1, 2]) / K[1, 1]
+        return x, y
+
     def pixel_rays(self) -> np.ndarray:
         """``[H, W, 3] float64`` ray directions in the optical frame with z = 1.
 
         A point at ray parameter ``t`` along such a ray has optical depth ``t``.
         """
-        u = np.arange(self.width, dtype=np.float64)
-        v = np.arange(self.height, dtype=np.float64)
-        uu, vv = np.meshgrid(u, v)
-        K = self.K
-        x = (uu - K[0, 2]) / K[0, 0]
-        y = (vv - K[1, 2]) / K[1, 1]
-        return np.stack([x, y, np.ones_like(x)], axis=-1)
+        return self.rotated_rays(np.eye(3))
+
+    def rotated_rays(self, R: np.ndarray) -> np.ndarray:
+        """``[H, W, 3] float64``: the pixel rays ``(x, y, 1)`` turned by ``R [3, 3]`` (e.g. into the
+        world frame with ``R_world_cam``); the same values as :func:`grid_ray_components`."""
+        x, y = self.normalised_coords()
+        return np.stack(grid_ray_components(R, x, y), axis=-1)
 
     def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project ``[..., 3]`` optical-frame points; returns pixel ``[..., 2]`` (u, v) and depth ``[...]``."""
@@ -45,3 +55,23 @@ class PinholeCamera:
         u = self.K[0, 0] * points_cam[..., 0] / safe + self.K[0, 2]
         v = self.K[1, 1] * points_cam[..., 1] / safe + self.K[1, 2]
         return np.stack([u, v], axis=-1), z
+
+
+def grid_ray_components(R: np.ndarray, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Components ``[3]`` of ``R @ (x, y, 1)`` over a pixel grid, each ``[len(y), len(x)]``.
+
+    ``x``: column slopes ``[w]``, ``y``: row slopes ``[h]`` (a crop of
+    :meth:`PinholeCamera.normalised_coords`). Pixel rays are separable, so this costs two
+    multiply-adds per value instead of a ``[h*w, 3] @ [3, 3]`` product. :func:`pixel_ray_components`
+    gives bitwise the same values for scattered pixels.
+    """
+    return [(R[j, 1] * y[:, None] + R[j, 2]) + R[j, 0] * x[None, :] for j in range(3)]
+
+
+def pixel_ray_components(R: np.ndarray, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Components ``[3]`` of ``R[n] @ (x[n], y[n], 1)`` for scattered pixels, each ``[N]``.
+
+    ``R``: ``[N, 3, 3]`` (one rotation per pixel) or ``[3, 3]``; ``x``, ``y``: ``[N]`` slopes.
+    """
+    R = np.asarray(R)
+    return [(R[..., j, 1] * y + R[..., j, 2]) + R[..., j, 0] * x for j in range(3)]

@@ -1,7 +1,10 @@
 """Cast one ray per pixel into the ground plane and the visible primitives (a z-buffer).
 
 Work per primitive is confined to the screen rectangle its bounding box projects to, and primitives
-are visited nearest first so that hidden ones are skipped after one comparison. No per-pixel loops.
+are visited nearest first so that hidden ones are skipped after one comparison. The depth pass only
+keeps the nearest ``t`` and primitive per pixel; hit points and normals are worked out afterwards for
+the winning pixels alone. Pixel rays are separable (:func:`grid_ray_components`), so a primitive's
+rays in its own frame cost two multiply-adds per component. No per-pixel loops.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unified_perception.sim.camera import PinholeCamera
+from unified_perception.sim.camera import PinholeCamera, grid_ray_components, pixel_ray_components
 from unified_perception.sim.materials import GROUND_PRIM, SKY_PRIM
 from unified_perception.sim.primitives import INTERSECTORS, Shape
 
@@ -23,12 +26,13 @@ _CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for s
 
 @dataclass
 class HitBuffer:
-    """What each pixel's ray hit first. Shapes ``[H, W]`` / ``[H, W, 3]``."""
+    """What each pixel's ray hit first: ``[H, W]`` images, and ``[N, 3]`` rows for the ``N`` pixels
+    on a primitive (``prim >= 0``) in row-major pixel order."""
 
-    depth_m: np.ndarray        # float64, optical depth; inf for sky
-    prim: np.ndarray           # int32, index into the primitive list, GROUND_PRIM or SKY_PRIM
-    local: np.ndarray          # float64, hit point in the primitive's frame (world frame on the ground)
-    normal_local: np.ndarray   # float64, unit normal in the primitive's frame (ground: +z)
+    depth_m: np.ndarray        # [H, W] float64, optical depth; inf for sky
+    prim: np.ndarray           # [H, W] int32, index into the primitive list, GROUND_PRIM or SKY_PRIM
+    part_local: np.ndarray     # [N, 3] float64, hit point in the primitive's frame (m)
+    part_normal: np.ndarray    # [N, 3] float64, unit normal in the primitive's frame
 
 
 def _screen_rects(camera: PinholeCamera, T_cam_part: np.ndarray, half: np.ndarray
@@ -58,48 +62,66 @@ def _screen_rects(camera: PinholeCamera, T_cam_part: np.ndarray, half: np.ndarra
     return rects, np.maximum(z_min, 0.0), visible
 
 
-def cast_rays(camera: PinholeCamera, rays_cam: np.ndarray, T_world_cam: np.ndarray,
-              T_world_part: np.ndarray, shape: np.ndarray, half: np.ndarray) -> HitBuffer:
-    """Ray-cast one frame.
+def cast_rays(camera: PinholeCamera, T_world_cam: np.ndarray, T_world_part: np.ndarray,
+              shape: np.ndarray, half: np.ndarray) -> HitBuffer:
+    """Ray-cast one frame through every pixel of ``camera`` posed at ``T_world_cam [4, 4]``.
 
-    ``rays_cam``: ``[H, W, 3]`` optical-frame directions with z = 1 (:meth:`PinholeCamera.pixel_rays`).
-    ``T_world_part``: ``[P, 4, 4]`` poses of the primitives; ``shape`` ``[P]``, ``half`` ``[P, 3]``.
+    ``T_world_part``: ``[P, 4, 4]`` poses of the primitives; ``shape`` ``[P]``, ``half`` ``[P, 3]`` (m).
     """
     H, W = camera.height, camera.width
+    x, y = camera.normalised_coords()
     R_wc, origin = T_world_cam[:3, :3], T_world_cam[:3, 3]
-    rays = rays_cam @ R_wc.T                                               # [H, W, 3] world
     depth = np.full((H, W), np.inf)
     prim = np.full((H, W), SKY_PRIM, dtype=np.int32)
-    local = np.zeros((H, W, 3))
-    normal = np.zeros((H, W, 3))
 
-    down = rays[..., 2] < 0
+    rays_z = grid_ray_components(R_wc, x, y)[2]                            # [H, W] world z
+    down = rays_z < 0
     with np.errstate(divide="ignore"):
-        t_ground = np.where(down, -origin[2] / np.where(down, rays[..., 2], -1.0), np.inf)
+        t_ground = np.where(down, -origin[2] / np.where(down, rays_z, -1.0), np.inf)
     ground = t_ground < GROUND_FAR_M
-    depth[ground] = t_ground[ground]
+    np.copyto(depth, t_ground, where=ground)
     prim[ground] = GROUND_PRIM
-    local[ground] = origin + t_ground[ground][:, None] * rays[ground]
-    normal[ground] = (0.0, 0.0, 1.0)
 
-    if len(shape):
-        T_cam_world = np.linalg.inv(T_world_cam)
-        rects, z_near, visible = _screen_rects(camera, T_cam_world @ T_world_part, half)
-        for i in np.flatnonzero(visible)[np.argsort(z_near[visible], kind="stable")]:
-            y0, y1, x0, x1 = rects[i]
-            depth_view = depth[y0:y1, x0:x1]
-            if z_near[i] >= depth_view.max():
-                continue  # entirely behind what is already drawn
-            R, c = T_world_part[i, :3, :3], T_world_part[i, :3, 3]
-            d_local = rays[y0:y1, x0:x1].reshape(-1, 3) @ R
-            o_local = np.broadcast_to(R.T @ (origin - c), d_local.shape)
-            t, n = INTERSECTORS[Shape(int(shape[i]))](o_local, d_local, half[i])
-            closer = t < depth_view.reshape(-1)
-            if not closer.any():
-                continue
-            mask = closer.reshape(depth_view.shape)
-            depth_view[mask] = t[closer]
-            prim[y0:y1, x0:x1][mask] = i
-            local[y0:y1, x0:x1][mask] = o_local[closer] + t[closer, None] * d_local[closer]
-            normal[y0:y1, x0:x1][mask] = n[closer]
-    return HitBuffer(depth_m=depth, prim=prim, local=local, normal_local=normal)
+    if len(shape) == 0:
+        return HitBuffer(depth, prim, np.zeros((0, 3)), np.zeros((0, 3)))
+    R_parts = T_world_part[:, :3, :3]
+    M = np.einsum("pji,jk->pik", R_parts, R_wc)                            # R_part_cam [P, 3, 3]
+    O = np.einsum("pji,pj->pi", R_parts, origin - T_world_part[:, :3, 3])  # camera centre, local [P, 3]
+    T_cam_world = np.linalg.inv(T_world_cam)
+    rects, z_near, visible = _screen_rects(camera, T_cam_world @ T_world_part, half)
+    for i in np.flatnonzero(visible)[np.argsort(z_near[visible], kind="stable")]:
+        y0, y1, x0, x1 = rects[i]
+        depth_view = depth[y0:y1, x0:x1]
+        if z_near[i] >= depth_view.max():
+            continue  # entirely behind what is already drawn
+        d_local = grid_ray_components(M[i], x[x0:x1], y[y0:y1])
+        t, _ = INTERSECTORS[Shape(int(shape[i]))](O[i], d_local, half[i])
+        closer = t < depth_view
+        np.copyto(depth_view, t, where=closer)
+        np.copyto(prim[y0:y1, x0:x1], i, where=closer)
+    local, normal = _surface_at_hits(depth, prim, x, y, M, O, shape, half)
+    return HitBuffer(depth_m=depth, prim=prim, part_local=local, part_normal=normal)
+
+
+def _surface_at_hits(depth: np.ndarray, prim: np.ndarray, x: np.ndarray, y: np.ndarray, M: np.ndarray,
+                     O: np.ndarray, shape: np.ndarray, half: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Local hit points and normals ``[N, 3]`` of the pixels on a primitive (row-major order).
+
+    The rays are rebuilt bitwise as in the depth pass, so the intersectors' normals match its ``t``.
+    """
+    rows, cols = np.nonzero(prim >= 0)
+    idx = prim[rows, cols]
+    t = depth[rows, cols]
+    d = pixel_ray_components(M[idx], x[cols], y[rows])
+    o = [O[idx, k] for k in range(3)]
+    local = np.stack([o[k] + t * d[k] for k in range(3)], axis=-1)
+    normal = np.zeros((len(idx), 3))
+    kind = shape[idx]
+    for s, intersect in INTERSECTORS.items():
+        sel = np.flatnonzero(kind == s)
+        if len(sel):
+            h = half[idx[sel]]
+            _, normal[sel] = intersect([c[sel] for c in o], [c[sel] for c in d],
+                                       (h[:, 0], h[:, 1], h[:, 2]), want_normal=True)
+    return local, normal

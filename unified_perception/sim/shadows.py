@@ -38,7 +38,6 @@ def ground_shadow(points_world: np.ndarray, sun_dir_world: np.ndarray, T_world_p
             continue
         R, c = T_world_part[i, :3, :3], T_world_part[i, :3, 3]
         o_local = (points_world[idx] - c) @ R
-        d_local = np.broadcast_to(L @ R, o_local.shape)
-        t, _ = INTERSECTORS[Shape(int(shape[i]))](o_local, d_local, half[i])
+        t, _ = INTERSECTORS[Shape(int(shape[i]))](o_local.T, L @ R, half[i])
         shadow[idx[np.isfinite(t)]] = True
     return shadow

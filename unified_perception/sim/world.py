@@ -79,7 +79,6 @@ class SyntheticWorld:
         self.lighting = shading.random_lighting(rng)
         T_world_base0, _, _, _ = self.ego.state_at(0.0)
         self.T_odom_world = invert_transform(T_world_base0)
-        self._rays_cam = self.camera.pixel_rays()
 
     # -----------------------------------------------------------------------------------------
     def frame_time(self, index: int) -> float:
@@ -110,10 +109,10 @@ class SyntheticWorld:
         T_world_cam = T_world_base @ self.T_base_cam
         part_index, parts = self._visible_parts(t, T_world_cam)
         lay = self.layout
-        hits = cast_rays(self.camera, self._rays_cam, T_world_cam, parts.T_world_part,
-                         lay.parts.shape[part_index], lay.parts.half[part_index])
+        hits = cast_rays(self.camera, T_world_cam, parts.T_world_part, lay.parts.shape[part_index],
+                         lay.parts.half[part_index])
 
-        rays_world = self._rays_cam @ T_world_cam[:3, :3].T
+        rays_world = self.camera.rotated_rays(T_world_cam[:3, :3])
         finite = np.isfinite(hits.depth_m)
         points = T_world_cam[:3, 3] + np.where(finite, hits.depth_m, 0.0)[..., None] * rays_world
 
@@ -163,12 +162,12 @@ class SyntheticWorld:
             idx = hits.prim[on_part]
             q = part_index[idx]
             P = self.layout.parts
-            n_local = hits.normal_local[on_part]
+            n_local = hits.part_normal
             n_world = np.einsum("nij,nj->ni", parts.T_world_part[idx, :3, :3], n_local)
             view = rays_world[on_part] / ray_len[on_part][:, None]
             cos_v = np.abs(np.einsum("ni,ni->n", n_world, view))
             fp = np.minimum(dist[on_part] / fx / np.maximum(cos_v, 0.15), 50.0)
-            albedo, emit = shading.object_albedo(P.material[q], P.color[q], hits.local[on_part], n_local,
+            albedo, emit = shading.object_albedo(P.material[q], P.color[q], hits.part_local, n_local,
                                                  P.half[q], P.seed[q], fp)
             radiance[on_part] = albedo * shading.irradiance(n_world, light) + emit
 
