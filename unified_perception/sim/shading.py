@@ -114,12 +114,19 @@ def object_albedo(material: np.ndarray, color: np.ndarray, p: np.ndarray, n: np.
     ``p``, ``n``: hit point and normal in each primitive's own frame ``[M, 3]``; ``half`` the
     primitive's half extents ``[M, 3]``; ``seed`` ``[M]`` its texture seed; ``fp`` ``[M]`` m/pixel.
     """
-    albedo = color.copy()
-    emit = np.zeros_like(color)
-    for mat in np.unique(material):
-        m = material == mat
-        pm, nm, hm, sm, fm, cm = p[m], n[m], half[m], seed[m], fp[m], color[m]
-        albedo[m], emit[m] = _MATERIALS[Material(int(mat))](pm, nm, hm, sm, fm, cm)
+    if len(material) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    order = np.argsort(material, kind="stable")           # one gather, then a slice per material
+    mat_sorted = material[order]
+    starts = np.flatnonzero(np.r_[True, mat_sorted[1:] != mat_sorted[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    ps, ns, hs, ss, fs, cs = p[order], n[order], half[order], seed[order], fp[order], color[order]
+    albedo_sorted, emit_sorted = np.empty_like(cs), np.empty_like(cs)
+    for a, b in zip(starts, ends):
+        albedo_sorted[a:b], emit_sorted[a:b] = _MATERIALS[Material(int(mat_sorted[a]))](
+            ps[a:b], ns[a:b], hs[a:b], ss[a:b], fs[a:b], cs[a:b])
+    albedo, emit = np.empty_like(cs), np.empty_like(cs)
+    albedo[order], emit[order] = albedo_sorted, emit_sorted
     return albedo, emit
 
 

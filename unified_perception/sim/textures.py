@@ -10,13 +10,25 @@ from __future__ import annotations
 import numpy as np
 
 
+_PRIME_X, _PRIME_Y, _PRIME_Z, _PRIME_SEED = (np.uint32(0x8DA6B343), np.uint32(0xD8163841),
+                                             np.uint32(0xCB1AB31F), np.uint32(0x165667B1))
+
+
 def _hash(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: np.ndarray | int) -> np.ndarray:
     """Integer lattice hash -> uniform float in [0, 1)."""
-    h = (ix.astype(np.uint32) * np.uint32(0x8DA6B343)
-         ^ iy.astype(np.uint32) * np.uint32(0xD8163841)
-         ^ iz.astype(np.uint32) * np.uint32(0xCB1AB31F)
-         ^ np.asarray(seed).astype(np.uint32) * np.uint32(0x165667B1))
-    h ^= h >> np.uint32(15)
+    return _finish_hash(_term(ix, _PRIME_X) ^ _term(iy, _PRIME_Y) ^ _term(iz, _PRIME_Z)
+                        ^ _term(seed, _PRIME_SEED))
+
+
+def _term(i: np.ndarray | int, prime: np.uint32) -> np.ndarray:
+    """One coordinate's hash term ``uint32(i) * prime`` (mod 2**32). The term of ``i + 1`` is
+    ``term(i) + prime``, so the corners of a lattice cell share one conversion."""
+    return np.asarray(i).astype(np.uint32) * prime
+
+
+def _finish_hash(h: np.ndarray) -> np.ndarray:
+    """Avalanche the xor of the coordinate terms and map it to a float in [0, 1)."""
+    h = h ^ (h >> np.uint32(15))
     h *= np.uint32(0x2C1B3C6D)
     h ^= h >> np.uint32(12)
     h *= np.uint32(0x297A2D39)
@@ -31,13 +43,16 @@ def _fade(t: np.ndarray) -> np.ndarray:
 def value_noise2(x: np.ndarray, y: np.ndarray, seed: np.ndarray | int = 0) -> np.ndarray:
     """Smooth value noise in [0, 1) on a unit lattice."""
     fx, fy = np.floor(x), np.floor(y)
-    ix, iy = fx.astype(np.int64), fy.astype(np.int64)
     ux, uy = _fade(x - fx), _fade(y - fy)
-    z = np.zeros_like(ix)
-    n00 = _hash(ix, iy, z, seed)
-    n10 = _hash(ix + 1, iy, z, seed)
-    n01 = _hash(ix, iy + 1, z, seed)
-    n11 = _hash(ix + 1, iy + 1, z, seed)
+    hs = _term(seed, _PRIME_SEED)                        # z = 0 adds nothing to the hash
+    hx0 = _term(fx.astype(np.int64), _PRIME_X)
+    hx1 = hx0 + _PRIME_X
+    hy = _term(fy.astype(np.int64), _PRIME_Y)
+    hy0, hy1 = hy ^ hs, (hy + _PRIME_Y) ^ hs
+    n00 = _finish_hash(hx0 ^ hy0)
+    n10 = _finish_hash(hx1 ^ hy0)
+    n01 = _finish_hash(hx0 ^ hy1)
+    n11 = _finish_hash(hx1 ^ hy1)
     return (n00 + ux * (n10 - n00)) + uy * ((n01 + ux * (n11 - n01)) - (n00 + ux * (n10 - n00)))
 
 
@@ -46,14 +61,20 @@ def value_noise3(p: np.ndarray, seed: np.ndarray | int = 0) -> np.ndarray:
     f = np.floor(p)
     i = f.astype(np.int64)
     u = _fade(p - f)
+    hs = _term(seed, _PRIME_SEED)
+    hx = _term(i[:, 0], _PRIME_X)
+    hy = _term(i[:, 1], _PRIME_Y)
+    hz = _term(i[:, 2], _PRIME_Z)
     out = np.zeros(len(p))
     for dx in (0, 1):
         wx = u[:, 0] if dx else 1.0 - u[:, 0]
+        hxs = (hx + _PRIME_X if dx else hx) ^ hs
         for dy in (0, 1):
             wy = u[:, 1] if dy else 1.0 - u[:, 1]
+            hxy = hxs ^ (hy + _PRIME_Y if dy else hy)
             for dz in (0, 1):
                 wz = u[:, 2] if dz else 1.0 - u[:, 2]
-                out += wx * wy * wz * _hash(i[:, 0] + dx, i[:, 1] + dy, i[:, 2] + dz, seed)
+                out += wx * wy * wz * _finish_hash(hxy ^ (hz + _PRIME_Z if dz else hz))
     return out
 
 
