@@ -71,7 +71,7 @@ def test_grouping_assigns_thing_pixels_to_the_nearest_voted_center() -> None:
     offsets = torch.zeros(1, 2, h, w)
     offsets[0, 1, :, :16] = 5.5 - torch.arange(16.0)  # left half votes for x = 5.5
     offsets[0, 1, :, 16:] = 25.5 - torch.arange(16.0, 32.0)
-    out = PanopticGrouping(top_k=4)(logits, heat, offsets)
+    out = PanopticGrouping((h, w), top_k=4)(logits, heat, offsets)
     inst = out.instances[0]
     assert set(inst[:, 4:16].unique().tolist()) == {1}      # stronger center = id 1
     assert set(inst[:, 16:28].unique().tolist()) == {2}
@@ -79,7 +79,7 @@ def test_grouping_assigns_thing_pixels_to_the_nearest_voted_center() -> None:
     assert out.panoptic[0, 0, 10].item() == car * PANOPTIC_LABEL_DIVISOR + 1
     assert out.panoptic[0, 0, 20].item() == car * PANOPTIC_LABEL_DIVISOR + 2
     assert out.panoptic[0, 0, 0].item() == road * PANOPTIC_LABEL_DIVISOR
-    no_centers = PanopticGrouping(top_k=4)(logits, heat - 5.0, offsets)
+    no_centers = PanopticGrouping((h, w), top_k=4)(logits, heat - 5.0, offsets)
     assert no_centers.instances.eq(0).all()
 
 

@@ -38,8 +38,8 @@ def _contract_value(name: str, out: UnifiedOutput) -> Tensor:
     table = {
         DEPTH.name: lambda: out.depth_m,
         SEMANTIC.name: lambda: out.semantic.to(torch.uint8),
-        INSTANCES.name: lambda: out.instances.to(torch.int32),
-        PANOPTIC.name: lambda: out.panoptic.to(torch.int32),
+        INSTANCES.name: lambda: out.instances,      # int32 from the grouping
+        PANOPTIC.name: lambda: out.panoptic,
         MOTION_PROB.name: lambda: out.motion_prob,
         SCENE_FLOW.name: lambda: out.scene_flow_m,
         EGO_MOTION.name: lambda: out.T_cam_prev_cam_cur,

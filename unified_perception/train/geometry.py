@@ -43,10 +43,13 @@ def matrix_to_axis_angle(rotation: Tensor) -> Tensor:
 
 def pose_vector_to_matrix(pose: Tensor) -> Tensor:
     """``[N, 6]`` (axis-angle rad, translation m) -> ``[N, 4, 4]`` rigid transform."""
-    n = pose.shape[0]
     top = torch.cat([axis_angle_to_matrix(pose[:, :3]), pose[:, 3:, None]], dim=2)  # [N, 3, 4]
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=pose.dtype, device=pose.device)
-    return torch.cat([top, bottom.expand(n, 1, 4)], dim=1)
+    # Append the row [0, 0, 0, 1] from constants: a placeholder 4th row (a copy of the 3rd) is
+    # overwritten, so no batch-sized tensor is built from pose.shape (static export shapes).
+    last_row = torch.tensor([[False] * 4] * 3 + [[True] * 4], device=pose.device)
+    homogeneous = torch.tensor([[0.0] * 4] * 3 + [[0.0, 0.0, 0.0, 1.0]], dtype=pose.dtype,
+                               device=pose.device)
+    return torch.where(last_row, homogeneous, torch.cat([top, top[:, 2:]], dim=1))
 
 
 def matrix_to_pose_vector(transform: Tensor) -> Tensor:

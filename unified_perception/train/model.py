@@ -135,9 +135,9 @@ class UnifiedOutput(NamedTuple):
     center_heatmap: Tensor | None = None            # [N, 1, H, W]
     center_heatmap_s4: Tensor | None = None         # [N, 1, H/4, W/4] (center extraction input)
     center_offsets: Tensor | None = None            # [N, 2, H, W] (dy, dx) px
-    semantic: Tensor | None = None                  # [N, H, W] int64 (eval)
-    instances: Tensor | None = None                 # [N, H, W] int64 (eval)
-    panoptic: Tensor | None = None                  # [N, H, W] int64 (eval)
+    semantic: Tensor | None = None                  # [N, H, W] int32 (eval)
+    instances: Tensor | None = None                 # [N, H, W] int32 (eval)
+    panoptic: Tensor | None = None                  # [N, H, W] int32 (eval)
     pose_vector: Tensor | None = None               # [N, 6] of T_cam_cur_cam_prev
     T_cam_prev_cam_cur: Tensor | None = None        # [N, 4, 4]
     motion_prob: Tensor | None = None               # [N, 1, H, W]
@@ -173,7 +173,8 @@ class UnifiedModel(nn.Module):
                                       options.instance_width, options.semantic_skips,
                                       options.instance_skips, options.instance_head_width)
                          if has & SEGMENTATION_TASKS else None)
-        self.grouping = (PanopticGrouping(top_k=options.center_top_k,
+        self.grouping = (PanopticGrouping((input_height, input_width),
+                                          top_k=options.center_top_k,
                                           threshold=options.center_threshold,
                                           nms_kernel=options.center_nms_kernel)
                          if self.panoptic is not None else None)
@@ -219,15 +220,14 @@ class UnifiedModel(nn.Module):
         Returns this frame's outputs and the state to pass with the next frame.
         """
         x = self.normalize(image)
-        n = x.shape[0]
         if state is None:
-            state = self.initial_state(n, x.device)
+            state = self.initial_state(x.shape[0], x.device)
         size = (self.input_height, self.input_width)
         feats = self.encoder(x)
         out: dict[str, Any] = {"latent": self.latent(feats)}
         new_state = TemporalState()
         if self.depth is not None:
-            depth = self.depth(feats, size, all_scales=self.training)
+            depth = self.depth(feats, all_scales=self.training)
             out.update(depth_m=depth.depth_m, disparities=depth.disparities)
         if self.panoptic is not None:
             seg = self.panoptic(feats, size)
@@ -239,13 +239,15 @@ class UnifiedModel(nn.Module):
         if self.two_frame:
             out.update(self._two_frame(state, feats, x))
             new_state.features = tuple(feats)
-            new_state.valid = torch.ones(n, device=x.device)
+            new_state.valid = torch.ones_like(state.valid)
             if self.motion_mask is not None:
                 new_state.prev_image = x
         if self.steering is not None:
             window = torch.cat([state.latent_window[:, 1:], out["latent"][:, None]], dim=1)
-            mask = torch.cat([state.latent_mask[:, 1:], torch.ones_like(state.latent_mask[:, :1])],
-                             dim=1)
+            # Shift the mask left; the newest slot (a constant position) holds a real frame.
+            newest = torch.arange(self.options.steering_window, device=x.device) == \
+                self.options.steering_window - 1
+            mask = torch.where(newest, 1.0, state.latent_mask.roll(-1, dims=1))
             out["steering_rad"] = self.steering(window, mask)
             new_state.latent_window, new_state.latent_mask = window, mask
         return UnifiedOutput(**out), new_state
@@ -257,19 +259,18 @@ class UnifiedModel(nn.Module):
         out: dict[str, Tensor] = {"pair_valid": valid, "pose_vector": pose.pose_vector}
         T = pose.T_cam_prev_cam_cur
         motion_prob = flow = scene_flow = None
+        size = (self.input_height, self.input_width)
         if self.motion_mask is not None:
-            motion_prob = self.motion_mask(prev, feats, state.prev_image, x, pose.pose_vector)
+            motion_prob = self.motion_mask(prev, feats, state.prev_image, x, pose.pose_vector, size)
         if self.motion_flow is not None:
-            flow = self.motion_flow(prev, feats, state.prev_image, x, pose.pose_vector)
+            flow = self.motion_flow(prev, feats, state.prev_image, x, pose.pose_vector, size)
             scene_flow = flow * motion_prob
-        if not self.training:  # blank rows without a previous frame
+        if not self.training:  # blank rows without a previous frame (constants broadcast)
             row = valid[:, None, None, None]
-            eye = torch.eye(4, dtype=T.dtype, device=T.device).expand_as(T)
+            eye = torch.eye(4, dtype=T.dtype, device=T.device)
             T = torch.where(valid[:, None, None], T, eye)
-            motion_prob = None if motion_prob is None else torch.where(
-                row, motion_prob, torch.zeros_like(motion_prob))
-            scene_flow = None if scene_flow is None else torch.where(
-                row, scene_flow, torch.zeros_like(scene_flow))
+            motion_prob = None if motion_prob is None else torch.where(row, motion_prob, 0.0)
+            scene_flow = None if scene_flow is None else torch.where(row, scene_flow, 0.0)
         out.update(T_cam_prev_cam_cur=T, motion_prob=motion_prob, independent_flow_m=flow,
                    scene_flow_m=scene_flow)
         return out

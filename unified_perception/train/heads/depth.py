@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unified_perception.contract import DEFAULT_DEPTH_RANGE_M
-from unified_perception.train.heads.layers import conv_elu, upsample_to
+from unified_perception.train.heads.layers import conv_elu, upsample_by
 
 DISP_BINS = 32
 DISP_RANGE = (0.01, 1.0)
@@ -84,20 +84,19 @@ class DepthDecoder(nn.Module):
         self.disp8, self.disp4 = SoftBinDisparity(width), SoftBinDisparity(width)
         self.disp2, self.disp1 = SoftBinDisparity(w2), SoftBinDisparity(w1)
 
-    def forward(self, features: list[Tensor], image_size: tuple[int, int],
-                all_scales: bool = True) -> DepthOutput:
-        """``features`` at strides (4, 8, 16, 32); ``image_size`` (H, W) of the input."""
+    def forward(self, features: list[Tensor], all_scales: bool = True) -> DepthOutput:
+        """``features`` at strides (4, 8, 16, 32) -> disparities and depth at the input size
+        (stride 1). Every upsampling is a factor of 2 (a constant, for a static export)."""
         proj = [p(f) for p, f in zip(self.project, features)]
         x = proj[-1]
         fused: list[Tensor] = []
         for level in (2, 1, 0):                      # strides 16, 8, 4
             skip = proj[level]
-            up = upsample_to(x, skip.shape[-2:])
+            up = upsample_by(x, 2)
             x = self.fuse[level](torch.cat([up, self.gates[level](up, skip)], dim=1))
             fused.append(x)
-        h, w = image_size
-        x2 = self.up2(upsample_to(fused[-1], (h // 2, w // 2)))
-        x1 = self.up1(upsample_to(x2, (h, w)))
+        x2 = self.up2(upsample_by(fused[-1], 2))                 # stride 2
+        x1 = self.up1(upsample_by(x2, 2))                        # stride 1
         disp1 = self.disp1(x1)
         if all_scales:
             disparities = (disp1, self.disp2(x2), self.disp4(fused[2]), self.disp8(fused[1]))

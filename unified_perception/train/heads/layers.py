@@ -32,6 +32,19 @@ def upsample_to(x: Tensor, size: tuple[int, int] | list[int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def upsample_by(x: Tensor, factor: int | tuple[int, int]) -> Tensor:
+    """Bilinear upsampling ``[N, C, h, w] -> [N, C, f_h * h, f_w * w]`` by integer factors,
+    align_corners=False.
+
+    For integer factors this is exactly :func:`upsample_to` the multiplied size (both use the
+    coordinate scale ``1 / f``), but the export carries the factor as a constant ``Resize`` scale
+    instead of a size computed from the input's runtime shape, so every output dim stays static.
+    """
+    fh, fw = (factor, factor) if isinstance(factor, int) else factor
+    return F.interpolate(x, scale_factor=(float(fh), float(fw)), mode="bilinear",
+                         align_corners=False)
+
+
 class ResidualBlock(nn.Module):
     """Two 3x3 conv-BN layers with a shortcut (1x1 projection when shape changes)."""
 

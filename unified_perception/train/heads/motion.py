@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unified_perception.train.heads.layers import upsample_to
+from unified_perception.train.heads.layers import upsample_by
 
 FLOW_SCALE = 0.005
 EGO_SEED_SCALE = 100.0
@@ -31,8 +31,9 @@ class _Level(nn.Module):
         self.conv_b = nn.Conv2d(width, width, 3, padding=1)
         self.out = nn.Conv2d(2 * width, cout, 1)
 
-    def forward(self, field: Tensor, features: Tensor) -> Tensor:
-        up = upsample_to(field, features.shape[-2:])
+    def forward(self, field: Tensor, features: Tensor, factor: tuple[int, int]) -> Tensor:
+        """``field`` upsampled by ``factor`` must meet ``features`` in size."""
+        up = upsample_by(field, factor)
         a = F.relu(self.conv_a(torch.cat([up, features], dim=1)))
         b = F.relu(self.conv_b(a))
         return self.out(torch.cat([a, b], dim=1)) + up
@@ -54,14 +55,17 @@ class MotionDecoder(nn.Module):
                                     for cin, width in zip(level_inputs, widths))
 
     def forward(self, prev_features: list[Tensor], cur_features: list[Tensor],
-                prev_image: Tensor, cur_image: Tensor, pose_vector: Tensor) -> Tensor:
-        """``pose_vector`` ``[N, 6]`` is detached here; images are normalised ``[N, 3, H, W]``."""
+                prev_image: Tensor, cur_image: Tensor, pose_vector: Tensor,
+                image_size: tuple[int, int]) -> Tensor:
+        """``pose_vector`` ``[N, 6]`` is detached here; images are normalised ``[N, 3, H, W]`` with
+        ``image_size`` = (H, W) as ints, multiples of 32 (the resize factors are constants)."""
         seed = self.seed(EGO_SEED_SCALE * pose_vector.detach()[:, :, None, None])     # [N, C, 1, 1]
         pairs = [torch.cat([p, c], dim=1) for p, c in zip(prev_features[::-1], cur_features[::-1])]
-        h, w = cur_image.shape[-2:]
-        pairs.append(upsample_to(pairs[-1], (h // 2, w // 2)))
+        pairs.append(upsample_by(pairs[-1], 2))                                       # stride 2
         pairs.append(torch.cat([prev_image, cur_image], dim=1))
+        h, w = image_size
+        factors = [(h // 32, w // 32)] + [(2, 2)] * (len(pairs) - 1)   # 1x1 seed -> stride 32 -> ..
         field = seed
-        for level, features in zip(self.levels, pairs):
-            field = level(field, features)
+        for level, features, factor in zip(self.levels, pairs, factors):
+            field = level(field, features, factor)
         return torch.sigmoid(field) if self.sigmoid else field * self.scale

@@ -18,7 +18,10 @@ from torch import Tensor, nn
 
 from unified_perception.contract import NUM_CLASSES
 from unified_perception.train.heads.layers import (conv_bn_relu, separable_conv_bn_relu,
-                                                   upsample_to)
+                                                   upsample_by)
+
+PREDICTION_STRIDE = 4
+"""The decoders predict at stride 4; the predictions are upsampled by this factor to the input."""
 
 
 class ASPP(nn.Module):
@@ -31,8 +34,11 @@ class ASPP(nn.Module):
         self.pool = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.ReLU(inplace=True))
         self.project = conv_bn_relu(cout * (len(rates) + 2), cout, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        pooled = self.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, x.shape[2], x.shape[3])
+    def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """``x`` ``[N, C, h, w]`` with ``size`` = (h, w) as ints. The image-pooling branch is
+        broadcast to ``size`` by adding constant zeros (exact), which keeps the exported shape
+        static where an ``expand`` to ``x.shape`` would compute it at run time."""
+        pooled = self.pool(x.mean(dim=(2, 3), keepdim=True)) + x.new_zeros(1, 1, *size)
         return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
 
 
@@ -47,11 +53,12 @@ class PanopticDecoder(nn.Module):
                                    for c, s in zip(in_channels[:3][::-1], skip_widths))
         self.fuse = nn.ModuleList(separable_conv_bn_relu(width + s, width) for s in skip_widths)
 
-    def forward(self, features: list[Tensor]) -> Tensor:
-        x = self.aspp(features[-1])
+    def forward(self, features: list[Tensor], coarse_size: tuple[int, int]) -> Tensor:
+        """``features`` at strides 4..32; ``coarse_size`` (H/32, W/32) of the stride-32 map."""
+        x = self.aspp(features[-1], coarse_size)
         for skip_conv, fuse, feat in zip(self.skips, self.fuse, features[:3][::-1]):
             skip = skip_conv(feat)
-            x = fuse(torch.cat([upsample_to(x, skip.shape[-2:]), skip], dim=1))
+            x = fuse(torch.cat([upsample_by(x, 2), skip], dim=1))
         return x
 
 
@@ -92,12 +99,14 @@ class PanopticHead(nn.Module):
         self.offset_head = PredictionHead(instance_width, instance_head_width, 2)
 
     def forward(self, features: list[Tensor], image_size: tuple[int, int]) -> PanopticHeadOutput:
-        sem = self.semantic_head(self.semantic_decoder(features))
-        inst = self.instance_decoder(features)
+        """``features`` at strides 4..32 of an input of ``image_size`` (H, W), multiples of 32."""
+        coarse = (image_size[0] // 32, image_size[1] // 32)
+        sem = self.semantic_head(self.semantic_decoder(features, coarse))
+        inst = self.instance_decoder(features, coarse)
         center_s4 = self.center_head(inst)
         return PanopticHeadOutput(
-            semantic_logits=upsample_to(sem, image_size),
+            semantic_logits=upsample_by(sem, PREDICTION_STRIDE),
             center_heatmap_s4=center_s4,
-            center_heatmap=upsample_to(center_s4, image_size),
-            center_offsets=upsample_to(self.offset_head(inst), image_size),
+            center_heatmap=upsample_by(center_s4, PREDICTION_STRIDE),
+            center_offsets=upsample_by(self.offset_head(inst), PREDICTION_STRIDE),
         )

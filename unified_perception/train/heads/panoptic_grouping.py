@@ -10,6 +10,10 @@ Panoptic-DeepLab's post-processing with a fixed budget so the graph has static s
    no center is valid, get 0.
 3. Each instance takes the majority thing class of its pixels; panoptic = class * 1000 + instance
    for instance pixels, semantic class * 1000 elsewhere (Cityscapes convention).
+
+For a static, TensorRT-friendly export the input size is fixed at construction: pixel and cell
+coordinates, slot and class ids are precomputed buffers (no Range, no floor division), and the id
+arithmetic runs in int32 (only ArgMax/ArgMin/TopK, whose ONNX outputs are int64, are cast once).
 """
 
 from __future__ import annotations
@@ -26,69 +30,80 @@ _FAR = 1e8
 
 
 class PanopticResult(NamedTuple):
-    semantic: Tensor        # [N, H, W] int64 class ids
-    instances: Tensor       # [N, H, W] int64, 0 = none, 1..K
-    panoptic: Tensor        # [N, H, W] int64, class * 1000 + instance
+    semantic: Tensor        # [N, H, W] int32 class ids
+    instances: Tensor       # [N, H, W] int32, 0 = none, 1..K
+    panoptic: Tensor        # [N, H, W] int32, class * 1000 + instance
 
 
 class PanopticGrouping(nn.Module):
-    """Semantic logits, stride-4 center heatmap and offsets -> semantic, instance and panoptic ids."""
+    """Semantic logits, stride-4 center heatmap and offsets -> semantic, instance and panoptic ids,
+    for inputs of ``image_size`` (H, W) px, multiples of ``center_stride``."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES,
+    def __init__(self, image_size: tuple[int, int], num_classes: int = NUM_CLASSES,
                  thing_class_ids: tuple[int, ...] = THING_CLASS_IDS, top_k: int = 64,
                  threshold: float = 0.1, nms_kernel: int = 3, center_stride: int = 4) -> None:
         super().__init__()
+        height, width = image_size
+        if height % center_stride or width % center_stride:
+            raise ValueError(f"grouping input size {height}x{width} must be a multiple of the "
+                             f"center stride {center_stride}")
+        self.height, self.width = height, width
         self.top_k, self.threshold = top_k, threshold
         self.nms_kernel, self.center_stride = nms_kernel, center_stride
+        self.num_classes = num_classes
+        cells_y, cells_x = height // center_stride, width // center_stride
+        self.k = min(top_k, cells_y * cells_x)
+        """Center slots actually used: ``top_k``, or every stride-4 cell when there are fewer."""
         is_thing = torch.zeros(num_classes)
         is_thing[list(thing_class_ids)] = 1.0
-        self.register_buffer("is_thing", is_thing, persistent=False)
-        self.num_classes = num_classes
+        self._buffer("is_thing", is_thing)                                        # [C] 0/1
+        cy, cx = torch.meshgrid(torch.arange(cells_y), torch.arange(cells_x), indexing="ij")
+        cell_yx = torch.stack([cy.reshape(-1), cx.reshape(-1)], dim=1).to(torch.float32)
+        self._buffer("cell_yx", cell_yx * center_stride + (0.5 * center_stride - 0.5))  # [h*w, 2] px
+        self._buffer("pixel_y", torch.arange(height, dtype=torch.float32).reshape(1, height, 1))
+        self._buffer("pixel_x", torch.arange(width, dtype=torch.float32).reshape(1, 1, width))
+        self._buffer("slots", torch.arange(self.k + 1, dtype=torch.int32))       # [K+1]
+        self._buffer("classes", torch.arange(num_classes, dtype=torch.int32))    # [C]
+
+    def _buffer(self, name: str, value: Tensor) -> None:
+        self.register_buffer(name, value, persistent=False)
 
     def centers(self, heatmap_s4: Tensor) -> tuple[Tensor, Tensor]:
-        """``[N, 1, h, w]`` -> center (y, x) in input pixels ``[N, K, 2]`` and validity ``[N, K]``."""
+        """``[N, 1, H/4, W/4]`` -> center (y, x) in input pixels ``[N, K, 2]`` and validity ``[N, K]``.
+        Center ``i`` sits at the centre of stride-4 cell ``i`` (row-major), ``4 * cell + 1.5``."""
         pooled = F.max_pool2d(heatmap_s4, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
-        peaks = torch.where(heatmap_s4 == pooled, heatmap_s4, torch.full_like(heatmap_s4, -_FAR))
-        w = heatmap_s4.shape[3]
-        k = min(self.top_k, heatmap_s4.shape[2] * w)
-        scores, index = torch.topk(peaks.flatten(1), k, dim=1)
-        ys = torch.div(index, w, rounding_mode="floor").to(heatmap_s4.dtype)
-        xs = (index - torch.div(index, w, rounding_mode="floor") * w).to(heatmap_s4.dtype)
-        offset = 0.5 * self.center_stride - 0.5
-        yx = torch.stack([ys, xs], dim=2) * self.center_stride + offset
-        return yx, scores > self.threshold
+        peaks = torch.where(heatmap_s4 == pooled, heatmap_s4, -_FAR)
+        scores, index = torch.topk(peaks.flatten(1), self.k, dim=1)                # [N, K]
+        return self.cell_yx[index.to(torch.int32)], scores > self.threshold
 
     def center_distances(self, heatmap_s4: Tensor, offsets: Tensor) -> Tensor:
         """Squared distance (px^2) of each pixel's vote to each center, ``[N, K, H*W]``; invalid
-        centers are far away (1e8)."""
-        n, _, h, w = offsets.shape
+        centers are far away (1e8). ``offsets`` ``[N, 2, H, W]`` (dy, dx) px."""
+        hw = self.height * self.width
         centers, valid = self.centers(heatmap_s4)                                 # [N, K, 2], [N, K]
-        ys = torch.arange(h, dtype=offsets.dtype, device=offsets.device).reshape(1, h, 1)
-        xs = torch.arange(w, dtype=offsets.dtype, device=offsets.device).reshape(1, 1, w)
-        vote_y = (ys + offsets[:, 0]).reshape(n, 1, h * w)
-        vote_x = (xs + offsets[:, 1]).reshape(n, 1, h * w)
+        vote_y = (self.pixel_y + offsets[:, 0]).reshape(-1, 1, hw)
+        vote_x = (self.pixel_x + offsets[:, 1]).reshape(-1, 1, hw)
         dist = (vote_y - centers[:, :, 0:1]) ** 2 + (vote_x - centers[:, :, 1:2]) ** 2  # [N, K, HW]
-        return torch.where(valid[:, :, None], dist, torch.full_like(dist, _FAR))
+        return torch.where(valid[:, :, None], dist, _FAR)
 
     def forward(self, semantic_logits: Tensor, heatmap_s4: Tensor, offsets: Tensor) -> PanopticResult:
         """``[N, C, H, W]`` logits, ``[N, 1, H/4, W/4]`` heatmap, ``[N, 2, H, W]`` offsets (px)."""
-        n, _, h, w = semantic_logits.shape
-        semantic = semantic_logits.argmax(dim=1)                                  # [N, H, W]
+        h, w = self.height, self.width
+        dtype = semantic_logits.dtype
+        semantic = semantic_logits.argmax(dim=1).to(torch.int32).reshape(-1, h * w)  # [N, HW]
         dist = self.center_distances(heatmap_s4, offsets)                         # [N, K, HW]
-        nearest = dist.argmin(dim=1)                                                # [N, HW]
-        thing = self.is_thing[semantic].reshape(n, h * w) > 0.5
+        nearest = dist.argmin(dim=1).to(torch.int32)                               # [N, HW]
+        cls_onehot = (semantic[:, :, None] == self.classes).to(dtype)              # [N, HW, C]
+        thing = (cls_onehot @ self.is_thing) > 0.5                                 # [N, HW]
         any_center = (dist < _FAR).any(dim=1)                                      # [N, HW]
-        instances = torch.where(thing & any_center, nearest + 1, torch.zeros_like(nearest))
+        instances = torch.where(thing & any_center, nearest + 1, 0)                # [N, HW] int32
         # Majority thing class per instance: counts[n, k, c] = #pixels of instance k with class c.
-        k = dist.shape[1]
-        slots = torch.arange(k + 1, device=instances.device)
-        classes = torch.arange(self.num_classes, device=instances.device)
-        inst_onehot = (instances[:, :, None] == slots).to(semantic_logits.dtype)    # [N, HW, K+1]
-        cls_onehot = (semantic.reshape(n, h * w, 1) == classes).to(semantic_logits.dtype)
-        counts = inst_onehot.transpose(1, 2) @ (cls_onehot * self.is_thing)         # [N, K+1, C]
-        inst_class = counts.argmax(dim=2)                                           # [N, K+1]
-        pixel_class = torch.gather(inst_class, 1, instances)                        # [N, HW]
-        sem_flat = semantic.reshape(n, h * w)
-        cls = torch.where(instances > 0, pixel_class, sem_flat)
+        inst_onehot = (instances[:, :, None] == self.slots).to(dtype)              # [N, HW, K+1]
+        counts = inst_onehot.transpose(1, 2) @ (cls_onehot * self.is_thing)        # [N, K+1, C]
+        inst_class = counts.argmax(dim=2).to(dtype)                                # [N, K+1]
+        # Each pixel's instance class: its one-hot row picks one entry (exact in float).
+        pixel_class = (inst_onehot @ inst_class[:, :, None]).reshape(-1, h * w).to(torch.int32)
+        cls = torch.where(instances > 0, pixel_class, semantic)
         panoptic = cls * PANOPTIC_LABEL_DIVISOR + instances
-        return PanopticResult(semantic, instances.reshape(n, h, w), panoptic.reshape(n, h, w))
+        return PanopticResult(semantic.reshape(-1, h, w), instances.reshape(-1, h, w),
+                              panoptic.reshape(-1, h, w))

@@ -40,7 +40,7 @@ class AttentionPoolSteering(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"steering latent dim {dim} must be divisible by heads {heads}")
-        self.window, self.heads = window, heads
+        self.window, self.heads, self.dim = window, heads, dim
         self.position = nn.Parameter(torch.zeros(1, window, dim))
         self.query = nn.Parameter(torch.randn(1, 1, dim) * dim ** -0.5)
         self.key = nn.Linear(dim, dim)
@@ -49,13 +49,13 @@ class AttentionPoolSteering(nn.Module):
         nn.init.trunc_normal_(self.position, std=0.02)
 
     def forward(self, latents: Tensor, mask: Tensor) -> Tensor:
-        n, t, d = latents.shape
+        t, d = self.window, self.dim           # static ints (only N is dynamic in the export)
         hd = d // self.heads
         x = latents + self.position
-        keys = self.key(x).reshape(n, t, self.heads, hd).permute(0, 2, 3, 1)        # [N, h, hd, T]
-        values = self.value(x).reshape(n, t, self.heads, hd).permute(0, 2, 1, 3)    # [N, h, T, hd]
+        keys = self.key(x).reshape(-1, t, self.heads, hd).permute(0, 2, 3, 1)       # [N, h, hd, T]
+        values = self.value(x).reshape(-1, t, self.heads, hd).permute(0, 2, 1, 3)   # [N, h, T, hd]
         query = self.query.reshape(1, self.heads, 1, hd)
         scores = (query @ keys) / math.sqrt(hd)                                     # [N, h, 1, T]
         scores = scores.masked_fill(mask[:, None, None, :] < 0.5, -1e4)
-        pooled = (torch.softmax(scores, dim=-1) @ values).reshape(n, d)             # [N, D]
+        pooled = (torch.softmax(scores, dim=-1) @ values).reshape(-1, d)            # [N, D]
         return self.out(pooled)
