@@ -239,7 +239,8 @@ class UnifiedModel(nn.Module):
         if self.two_frame:
             out.update(self._two_frame(state, feats, x))
             new_state.features = tuple(feats)
-            new_state.valid = torch.ones_like(state.valid)
+            # Ones of the batch size, from an existing [N] tensor (no Shape op in the export).
+            new_state.valid = torch.where(state.valid > 0.5, 1.0, 1.0)
             if self.motion_mask is not None:
                 new_state.prev_image = x
         if self.steering is not None:

@@ -95,15 +95,16 @@ class PanopticGrouping(nn.Module):
         nearest = dist.argmin(dim=1).to(torch.int32)                               # [N, HW]
         cls_onehot = (semantic[:, :, None] == self.classes).to(dtype)              # [N, HW, C]
         thing = (cls_onehot @ self.is_thing) > 0.5                                 # [N, HW]
-        any_center = (dist < _FAR).any(dim=1)                                      # [N, HW]
-        instances = torch.where(thing & any_center, nearest + 1, 0)                # [N, HW] int32
+        any_center = dist.amin(dim=1) < _FAR              # [N, HW]; = (dist < _FAR).any(dim=1)
+        assigned = thing & any_center                                              # [N, HW] bool
+        instances = torch.where(assigned, nearest + 1, 0)                          # [N, HW] int32
         # Majority thing class per instance: counts[n, k, c] = #pixels of instance k with class c.
         inst_onehot = (instances[:, :, None] == self.slots).to(dtype)              # [N, HW, K+1]
         counts = inst_onehot.transpose(1, 2) @ (cls_onehot * self.is_thing)        # [N, K+1, C]
         inst_class = counts.argmax(dim=2).to(dtype)                                # [N, K+1]
         # Each pixel's instance class: its one-hot row picks one entry (exact in float).
         pixel_class = (inst_onehot @ inst_class[:, :, None]).reshape(-1, h * w).to(torch.int32)
-        cls = torch.where(instances > 0, pixel_class, semantic)
+        cls = torch.where(assigned, pixel_class, semantic)          # assigned <=> instances > 0
         panoptic = cls * PANOPTIC_LABEL_DIVISOR + instances
         return PanopticResult(semantic.reshape(-1, h, w), instances.reshape(-1, h, w),
                               panoptic.reshape(-1, h, w))
