@@ -48,6 +48,37 @@ class PinholeCamera:
         x, y = self.normalised_coords()
         return np.stack(grid_ray_components(R, x, y), axis=-1)
 
+    def bounding_rects(self, points_cam: np.ndarray, near_m: float = 0.05,
+                       valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixel rectangles covering the projections of point sets ``[P, K, 3]`` (optical frame);
+        ``valid`` ``[P, K] bool`` leaves points out (a set with none is not visible).
+
+        Returns rectangles ``[P, 4] int64`` (y0, y1, x0, x1; half-open, clipped to the image, with a
+        pixel of margin), the nearest depth ``[P]`` (m, >= 0) and a visible flag ``[P]``. A set with a
+        point closer than ``near_m`` projects unboundedly and gets the whole image. Every point in a
+        set's convex hull lands inside its rectangle.
+        """
+        z = points_cam[..., 2]
+        if valid is None:
+            valid = np.ones(z.shape, dtype=bool)
+        z_min, z_max = np.where(valid, z, np.inf).min(axis=1), np.where(valid, z, -np.inf).max(axis=1)
+        uv, _ = self.project(points_cam)
+        in_front = ((z > near_m) & valid)[..., None]
+        lo = np.clip(np.where(in_front, uv, np.inf).min(axis=1), -1e6, 1e6)     # [P, 2]
+        hi = np.clip(np.where(in_front, uv, -np.inf).max(axis=1), -1e6, 1e6)
+        x0, y0 = np.floor(lo[:, 0]) - 1, np.floor(lo[:, 1]) - 1
+        x1, y1 = np.ceil(hi[:, 0]) + 2, np.ceil(hi[:, 1]) + 2
+        straddles = z_min <= near_m  # a point behind the camera: the projection is unbounded
+        x0 = np.where(straddles, 0, x0)
+        y0 = np.where(straddles, 0, y0)
+        x1 = np.where(straddles, self.width, x1)
+        y1 = np.where(straddles, self.height, y1)
+        rects = np.stack([np.clip(y0, 0, self.height), np.clip(y1, 0, self.height),
+                          np.clip(x0, 0, self.width), np.clip(x1, 0, self.width)], axis=1)
+        rects = rects.astype(np.int64)
+        visible = (z_max > near_m) & (rects[:, 1] > rects[:, 0]) & (rects[:, 3] > rects[:, 2])
+        return rects, np.maximum(z_min, 0.0), visible
+
     def project(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project ``[..., 3]`` optical-frame points; returns pixel ``[..., 2]`` (u, v) and depth ``[...]``."""
         z = points_cam[..., 2]

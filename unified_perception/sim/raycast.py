@@ -35,31 +35,11 @@ class HitBuffer:
     part_normal: np.ndarray    # [N, 3] float64, unit normal in the primitive's frame
 
 
-def _screen_rects(camera: PinholeCamera, T_cam_part: np.ndarray, half: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel rectangles ``[P, 4]`` (y0, y1, x0, x1), nearest depth ``[P]`` and a visible flag ``[P]``."""
+def box_corners(T_a_part: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``[P, 8, 3]`` corners of the primitives' bounding boxes ``half [P, 3]`` posed by ``T_a_part``
+    ``[P, 4, 4]``, in frame a."""
     corners = _CORNER_SIGNS[None] * half[:, None, :]                       # [P, 8, 3]
-    pts = np.einsum("pij,pkj->pki", T_cam_part[:, :3, :3], corners) + T_cam_part[:, None, :3, 3]
-    z = pts[..., 2]
-    z_min, z_max = z.min(axis=1), z.max(axis=1)
-    uv, _ = camera.project(pts)
-    in_front = (z > 0.05)[..., None]
-    lo = np.where(in_front, uv, np.inf).min(axis=1)                        # [P, 2]
-    hi = np.where(in_front, uv, -np.inf).max(axis=1)
-    lo = np.clip(lo, -1e6, 1e6)
-    hi = np.clip(hi, -1e6, 1e6)
-    x0, y0 = np.floor(lo[:, 0]) - 1, np.floor(lo[:, 1]) - 1
-    x1, y1 = np.ceil(hi[:, 0]) + 2, np.ceil(hi[:, 1]) + 2
-    straddles = z_min <= 0.05  # a corner behind the camera: the projection is unbounded
-    x0 = np.where(straddles, 0, x0)
-    y0 = np.where(straddles, 0, y0)
-    x1 = np.where(straddles, camera.width, x1)
-    y1 = np.where(straddles, camera.height, y1)
-    rects = np.stack([np.clip(y0, 0, camera.height), np.clip(y1, 0, camera.height),
-                      np.clip(x0, 0, camera.width), np.clip(x1, 0, camera.width)], axis=1)
-    rects = rects.astype(np.int64)
-    visible = (z_max > 0.05) & (rects[:, 1] > rects[:, 0]) & (rects[:, 3] > rects[:, 2])
-    return rects, np.maximum(z_min, 0.0), visible
+    return np.einsum("pij,pkj->pki", T_a_part[:, :3, :3], corners) + T_a_part[:, None, :3, 3]
 
 
 def cast_rays(camera: PinholeCamera, T_world_cam: np.ndarray, T_world_part: np.ndarray,
@@ -88,7 +68,7 @@ def cast_rays(camera: PinholeCamera, T_world_cam: np.ndarray, T_world_part: np.n
     M = np.einsum("pji,jk->pik", R_parts, R_wc)                            # R_part_cam [P, 3, 3]
     O = np.einsum("pji,pj->pi", R_parts, origin - T_world_part[:, :3, 3])  # camera centre, local [P, 3]
     T_cam_world = np.linalg.inv(T_world_cam)
-    rects, z_near, visible = _screen_rects(camera, T_cam_world @ T_world_part, half)
+    rects, z_near, visible = camera.bounding_rects(box_corners(T_cam_world @ T_world_part, half))
     for i in np.flatnonzero(visible)[np.argsort(z_near[visible], kind="stable")]:
         y0, y1, x0, x1 = rects[i]
         depth_view = depth[y0:y1, x0:x1]

@@ -122,7 +122,7 @@ class SyntheticWorld:
             hits, parts, gt.ground_classes(d, lay.cross_section))
         R_cam_world = T_world_cam[:3, :3].T
         flow = gt.scene_flow(hits, parts, points, R_cam_world)
-        image = self._shade(hits, part_index, parts, rays_world, ground, s, d, points)
+        image = self._shade(hits, part_index, parts, T_world_cam, rays_world, ground, s, d, points)
 
         T_odom_base = self.T_odom_world @ T_world_base
         speed = self.ego.speed_mps
@@ -134,8 +134,8 @@ class SyntheticWorld:
             curvature_inv_m=float(kappa), speed_mps=float(speed), yaw_rate_rps=float(speed * kappa))
 
     def _shade(self, hits: HitBuffer, part_index: np.ndarray, parts: gt.VisibleParts,
-               rays_world: np.ndarray, ground: np.ndarray, s: np.ndarray, d: np.ndarray,
-               points: np.ndarray) -> np.ndarray:
+               T_world_cam: np.ndarray, rays_world: np.ndarray, ground: np.ndarray, s: np.ndarray,
+               d: np.ndarray, points: np.ndarray) -> np.ndarray:
         """``[H, W, 3] uint8`` image from the hit buffer (``s``, ``d``: road coordinates of the
         ground pixels; ``points``: ``[H, W, 3]`` world hit points)."""
         H, W = self.camera.height, self.camera.width
@@ -153,8 +153,8 @@ class SyntheticWorld:
                                             light)
             normal = np.tile([0.0, 0.0, 1.0], (len(s), 1))
             P = self.layout.parts
-            shadow = ground_shadow(points[ground], light.sun_dir_world, parts.T_world_part,
-                                   P.shape[part_index], P.half[part_index])
+            shadow = ground_shadow(self.camera, T_world_cam, hits.depth_m, ground, light.sun_dir_world,
+                                   parts.T_world_part, P.shape[part_index], P.half[part_index])[ground]
             radiance[ground] = albedo * shading.irradiance(normal, light, 1.0 - shadow)
 
         on_part = hits.prim >= 0
