@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import onnx
+import onnxscript.optimizer
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -125,6 +126,19 @@ def build_metadata(model: UnifiedModel, *, recipe: dict | None = None,
         producer=f"unified_perception {__version__}")
 
 
+def fold_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold the exporter's leftover constant subgraphs and drop its Identity/duplicate nodes with
+    ONNX's own optimizer (onnxscript): standard-domain ops only, same maths, fewer nodes for
+    TensorRT's parser. Raises if the result left the standard ONNX domain."""
+    folded = onnxscript.optimizer.optimize(proto)
+    if not isinstance(folded, onnx.ModelProto):      # an onnx_ir model in some onnxscript versions
+        folded = onnxscript.ir.serde.serialize_model(folded)
+    domains = {node.domain for node in folded.graph.node} - {"", "ai.onnx"}
+    if domains:
+        raise RuntimeError(f"constant folding introduced non-standard ops ({sorted(domains)})")
+    return folded
+
+
 def _declare_static_output_shapes(proto: onnx.ModelProto,
                                   shapes: dict[str, tuple[int, ...]]) -> None:
     """Declare every output as ``[N, *static]``: the exporter's shape inference leaves some
@@ -144,8 +158,10 @@ def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None =
     """Write ``model`` as one ONNX file at ``path`` under the contract; returns the path.
 
     Uses the TorchScript-based exporter (``dynamo=False``): it handles the data-independent control
-    flow here reliably and keeps the batch axis symbolic with ``dynamic_axes``. The result is
-    checked with ``onnx.checker`` (full check, shape inference included).
+    flow here reliably and keeps the batch axis symbolic with ``dynamic_axes``. Every other size is
+    a constant in the graph (the model computes spatial sizes from its configured input size, not
+    from ``tensor.shape``); leftover constant subgraphs are folded (:func:`fold_constants`). The
+    result is checked with ``onnx.checker`` (full check, shape inference included).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +184,7 @@ def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None =
                           output_names=names_out, dynamic_axes=dynamic, opset_version=opset,
                           dynamo=False, do_constant_folding=True)
     model.train(was_training)
-    proto = onnx.load(str(path))
+    proto = fold_constants(onnx.load(str(path)))
     _declare_static_output_shapes(proto, dict(zip(names_out, shapes)))
     del proto.metadata_props[:]
     for key, value in metadata.to_props().items():
