@@ -83,28 +83,54 @@ def _octave_weight(frequency: float, footprint: np.ndarray) -> np.ndarray:
     return np.clip(2.0 - 4.0 * frequency * footprint, 0.0, 1.0)
 
 
+def _live(weight: np.ndarray) -> np.ndarray | None:
+    """Indices where an octave's weight is non-zero, or ``None`` when that is (nearly) everywhere
+    and evaluating all points is cheaper than gathering."""
+    live = np.flatnonzero(weight > 0)
+    return None if len(live) > 0.7 * weight.size else live
+
+
+def _pick(values: np.ndarray | int, live: np.ndarray | None) -> np.ndarray | int:
+    return values if live is None or np.ndim(values) == 0 else values[live]
+
+
 def fbm2(x: np.ndarray, y: np.ndarray, footprint: np.ndarray, base_frequency: float,
          octaves: int, seed: np.ndarray | int = 0) -> np.ndarray:
-    """Band-limited 2D fractal noise in about [-0.5, 0.5] (mean 0)."""
+    """Band-limited 2D fractal noise in about [-0.5, 0.5] (mean 0), points ``[M]``.
+
+    An octave is evaluated only where its weight is non-zero (finer ones only near the camera).
+    """
     out = np.zeros_like(x)
     freq, amp = base_frequency, 0.5
     for k in range(octaves):
-        w = _octave_weight(freq, footprint)
+        w = np.broadcast_to(_octave_weight(freq, footprint), out.shape)
         if np.any(w > 0):
-            out += amp * w * (value_noise2(x * freq, y * freq, np.asarray(seed) + 101 * k) - 0.5)
+            live = _live(w)
+            s = np.asarray(seed) + 101 * k
+            noise = value_noise2(_pick(x, live) * freq, _pick(y, live) * freq, _pick(s, live))
+            if live is None:
+                out += amp * w * (noise - 0.5)
+            else:
+                out[live] += amp * w[live] * (noise - 0.5)
         freq, amp = freq * 2.03, amp * 0.5
     return out
 
 
 def fbm3(p: np.ndarray, footprint: np.ndarray, base_frequency: float, octaves: int,
          seed: np.ndarray | int = 0) -> np.ndarray:
-    """Band-limited 3D fractal noise of ``[M, 3]`` points in about [-0.5, 0.5]."""
+    """Band-limited 3D fractal noise of ``[M, 3]`` points in about [-0.5, 0.5] (sparse like
+    :func:`fbm2`)."""
     out = np.zeros(len(p))
     freq, amp = base_frequency, 0.5
     for k in range(octaves):
-        w = _octave_weight(freq, footprint)
+        w = np.broadcast_to(_octave_weight(freq, footprint), out.shape)
         if np.any(w > 0):
-            out += amp * w * (value_noise3(p * freq, np.asarray(seed) + 101 * k) - 0.5)
+            live = _live(w)
+            noise = value_noise3(_pick(p, live) * freq, _pick(np.asarray(seed) + 101 * k, live))
+            if live is None:
+                out += amp * w * (noise - 0.5)
+            else:
+                out[live] += amp * w[live] * (noise - 0.5)
         freq, amp = freq * 2.03, amp * 0.5
     return out
 

@@ -171,9 +171,9 @@ class SyntheticWorld:
                                                  P.half[q], P.seed[q], fp)
             radiance[on_part] = albedo * shading.irradiance(n_world, light) + emit
 
-        hit = hits.prim != SKY_PRIM
-        radiance[hit] = shading.apply_haze(radiance[hit], dist[hit], light)
-        sky = ~hit
+        # haze over the whole image (cheaper than a masked gather; sky is overwritten next)
+        radiance = shading.apply_haze(radiance.reshape(-1, 3), dist.reshape(-1), light).reshape(H, W, 3)
+        sky = hits.prim == SKY_PRIM
         if sky.any():
             radiance[sky] = shading.sky_radiance(rays_world[sky], fx, light)
         return shading.to_srgb8(radiance, light.exposure)
