@@ -17,15 +17,15 @@ the normal is only worked out when asked for (:data:`Intersector`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from enum import IntEnum
-from typing import Callable, Sequence, Union
 
 import numpy as np
 
-Component = Union[np.ndarray, float]
+Component = np.ndarray | float
 Vec3 = Sequence[Component]
 """``(x, y, z)``: each an array of any shape or a scalar; the three broadcast together"""
-Intersector = Callable[..., tuple[np.ndarray, Union[np.ndarray, None]]]
+Intersector = Callable[..., tuple[np.ndarray, np.ndarray | None]]
 """``f(o, d, half, near=1e-3, want_normal=False) -> (t, normal)``: ``t`` has the broadcast shape
 ``[...]`` of the inputs; ``normal`` is ``[..., 3]`` (unit, local frame; meaningful where ``t`` is finite)
 when ``want_normal``, else ``None``. ``half`` is a :data:`Vec3` too (per-ray extents are allowed)."""

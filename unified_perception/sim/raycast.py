@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unified_perception.sim.camera import PinholeCamera, grid_ray_components, pixel_ray_components
+from unified_perception.sim.camera import (
+    PinholeCamera,
+    grid_ray_components,
+    pixel_ray_components,
+)
 from unified_perception.sim.materials import GROUND_PRIM, SKY_PRIM
 from unified_perception.sim.primitives import INTERSECTORS, Shape
 
@@ -93,15 +97,15 @@ def _surface_at_hits(depth: np.ndarray, prim: np.ndarray, x: np.ndarray, y: np.n
     rows, cols = np.nonzero(prim >= 0)
     idx = prim[rows, cols]
     t = depth[rows, cols]
-    d = pixel_ray_components(M[idx], x[cols], y[rows])
-    o = [O[idx, k] for k in range(3)]
+    d = pixel_ray_components(np.take(M, idx, axis=0), x[cols], y[rows])
+    o = list(np.take(O, idx, axis=0).T)
     local = np.stack([o[k] + t * d[k] for k in range(3)], axis=-1)
     normal = np.zeros((len(idx), 3))
     kind = shape[idx]
     for s, intersect in INTERSECTORS.items():
         sel = np.flatnonzero(kind == s)
         if len(sel):
-            h = half[idx[sel]]
+            h = np.take(half, idx[sel], axis=0)
             _, normal[sel] = intersect([c[sel] for c in o], [c[sel] for c in d],
                                        (h[:, 0], h[:, 1], h[:, 2]), want_normal=True)
     return local, normal

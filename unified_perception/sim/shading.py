@@ -116,18 +116,18 @@ def object_albedo(material: np.ndarray, color: np.ndarray, p: np.ndarray, n: np.
     """
     if len(material) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3))
-    order = np.argsort(material, kind="stable")           # one gather, then a slice per material
+    order = np.argsort(material, kind="stable")           # one gather, a slice per material
     mat_sorted = material[order]
     starts = np.flatnonzero(np.r_[True, mat_sorted[1:] != mat_sorted[:-1]])
     ends = np.r_[starts[1:], len(order)]
-    ps, ns, hs, ss, fs, cs = p[order], n[order], half[order], seed[order], fp[order], color[order]
+    ps, ns, hs, ss, fs, cs = (np.take(a, order, axis=0) for a in (p, n, half, seed, fp, color))
     albedo_sorted, emit_sorted = np.empty_like(cs), np.empty_like(cs)
     for a, b in zip(starts, ends):
         albedo_sorted[a:b], emit_sorted[a:b] = _MATERIALS[Material(int(mat_sorted[a]))](
             ps[a:b], ns[a:b], hs[a:b], ss[a:b], fs[a:b], cs[a:b])
-    albedo, emit = np.empty_like(cs), np.empty_like(cs)
-    albedo[order], emit[order] = albedo_sorted, emit_sorted
-    return albedo, emit
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))      # undo the sort with a gather: np.take beats a scatter
+    return np.take(albedo_sorted, back, axis=0), np.take(emit_sorted, back, axis=0)
 
 
 def _noise_scale(p, fp, seed, freq, octaves, strength):

@@ -16,7 +16,6 @@ from unified_perception.sim.camera import PinholeCamera, grid_ray_components
 from unified_perception.sim.primitives import INTERSECTORS, Shape
 from unified_perception.sim.raycast import box_corners
 
-
 CLIP_Z_M = 0.1
 """footprints are clipped to optical depth >= this (m); the ground is always farther from the camera"""
 

@@ -163,12 +163,14 @@ class SyntheticWorld:
             q = part_index[idx]
             P = self.layout.parts
             n_local = hits.part_normal
-            n_world = np.einsum("nij,nj->ni", parts.T_world_part[idx, :3, :3], n_local)
+            R_world_part = np.take(parts.T_world_part[:, :3, :3], idx, axis=0)    # np.take: fast gather
+            n_world = np.einsum("nij,nj->ni", R_world_part, n_local)
             view = rays_world[on_part] / ray_len[on_part][:, None]
             cos_v = np.abs(np.einsum("ni,ni->n", n_world, view))
             fp = np.minimum(dist[on_part] / fx / np.maximum(cos_v, 0.15), 50.0)
-            albedo, emit = shading.object_albedo(P.material[q], P.color[q], hits.part_local, n_local,
-                                                 P.half[q], P.seed[q], fp)
+            material, color, half, seed = (np.take(a, q, axis=0)
+                                           for a in (P.material, P.color, P.half, P.seed))
+            albedo, emit = shading.object_albedo(material, color, hits.part_local, n_local, half, seed, fp)
             radiance[on_part] = albedo * shading.irradiance(n_world, light) + emit
 
         # haze over the whole image (cheaper than a masked gather; sky is overwritten next)
