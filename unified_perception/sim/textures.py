@@ -100,33 +100,32 @@ def fbm2(x: np.ndarray, y: np.ndarray, footprint: np.ndarray, base_frequency: fl
 
     An octave is evaluated only where its weight is non-zero (finer ones only near the camera).
     """
-    out = np.zeros_like(x)
-    freq, amp = base_frequency, 0.5
-    for k in range(octaves):
-        w = np.broadcast_to(_octave_weight(freq, footprint), out.shape)
-        if np.any(w > 0):
-            live = _live(w)
-            s = np.asarray(seed) + 101 * k
-            noise = value_noise2(_pick(x, live) * freq, _pick(y, live) * freq, _pick(s, live))
-            if live is None:
-                out += amp * w * (noise - 0.5)
-            else:
-                out[live] += amp * w[live] * (noise - 0.5)
-        freq, amp = freq * 2.03, amp * 0.5
-    return out
+    return _fractal_sum(np.zeros_like(x), footprint, base_frequency, octaves,
+                        lambda freq, k, live: value_noise2(
+                            _pick(x, live) * freq, _pick(y, live) * freq,
+                            _pick(np.asarray(seed) + 101 * k, live)))
 
 
 def fbm3(p: np.ndarray, footprint: np.ndarray, base_frequency: float, octaves: int,
          seed: np.ndarray | int = 0) -> np.ndarray:
     """Band-limited 3D fractal noise of ``[M, 3]`` points in about [-0.5, 0.5] (sparse like
     :func:`fbm2`)."""
-    out = np.zeros(len(p))
+    return _fractal_sum(np.zeros(len(p)), footprint, base_frequency, octaves,
+                        lambda freq, k, live: value_noise3(
+                            _pick(p, live) * freq, _pick(np.asarray(seed) + 101 * k, live)))
+
+
+def _fractal_sum(out: np.ndarray, footprint: np.ndarray, base_frequency: float, octaves: int,
+                 octave_noise) -> np.ndarray:
+    """Add ``octaves`` octaves of ``octave_noise(frequency, k, live) -> noise in [0, 1]`` into
+    ``out``, each weighted by how well the pixel footprint resolves it, evaluated only on the
+    ``live`` points where that weight is non-zero (``None`` = all)."""
     freq, amp = base_frequency, 0.5
     for k in range(octaves):
         w = np.broadcast_to(_octave_weight(freq, footprint), out.shape)
         if np.any(w > 0):
             live = _live(w)
-            noise = value_noise3(_pick(p, live) * freq, _pick(np.asarray(seed) + 101 * k, live))
+            noise = octave_noise(freq, k, live)
             if live is None:
                 out += amp * w * (noise - 0.5)
             else:
