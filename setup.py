@@ -39,7 +39,7 @@ setup(
         "runtime": ["numpy>=1.24", "onnxruntime>=1.20", "opencv-python-headless>=4.8", "pyyaml>=6.0"],
         "gpu": ["onnxruntime-gpu>=1.20", "opencv-python-headless>=4.8"],
         "data": ["rosbags>=0.10", "opencv-python-headless>=4.8", "tqdm>=4.60"],
-        "sim": ["rosbags>=0.10", "scipy>=1.10", "tqdm>=4.60"],
+        "sim": ["rosbags>=0.10", "scipy>=1.10", "tqdm>=4.60", "opencv-python-headless>=4.8"],
         "train": ["torch==2.13.0", "onnx>=1.17", "onnxscript>=0.2", "tensorboard>=2.15",
                   "tqdm>=4.60", "rosbags>=0.10", "opencv-python-headless>=4.8",
                   "onnxruntime>=1.20", "scipy>=1.10"],

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import cv2
 import numpy as np
 
 from unified_perception.data.sample import PER_PIXEL_FIELDS, Sample
-from unified_perception.runtime.preprocess import scale_intrinsics  # one convention for train and car
+from unified_perception.runtime.preprocess import (  # one convention for train and car
+    resize_to_model, scale_intrinsics)
 
 __all__ = ["crop_intrinsics", "crop_sample", "resize_images", "resize_nearest", "resize_sample",
            "scale_intrinsics", "scale_matrix"]
@@ -37,13 +37,11 @@ def crop_intrinsics(K: np.ndarray, top: int, left: int) -> np.ndarray:
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``[T, H, W, 3] uint8`` -> ``[T, h, w, 3] uint8``; area filter when shrinking, linear otherwise."""
-    height, width = size
-    if images.shape[1:3] == (height, width):
+    """``[T, H, W, 3] uint8`` -> ``[T, h, w, 3] uint8`` exactly as the car resizes camera frames
+    (:func:`unified_perception.runtime.preprocess.resize_to_model`)."""
+    if images.shape[1:3] == tuple(size):
         return images
-    shrink = height < images.shape[1] and width < images.shape[2]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(img, (width, height), interpolation=interp) for img in images])
+    return np.stack([resize_to_model(img, tuple(size)) for img in images])
 
 
 def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unified_perception.runtime.preprocess import intrinsics_from_normalized
 from unified_perception.sim.config import CameraConfig
 
 
@@ -20,9 +21,8 @@ class PinholeCamera:
 
     @classmethod
     def from_config(cls, cfg: CameraConfig) -> "PinholeCamera":
-        K = np.array([[cfg.fx_norm * cfg.width, 0.0, cfg.cx_norm * cfg.width - 0.5],
-                      [0.0, cfg.fy_norm * cfg.height, cfg.cy_norm * cfg.height - 0.5],
-                      [0.0, 0.0, 1.0]])
+        K = intrinsics_from_normalized((cfg.fx_norm, cfg.fy_norm, cfg.cx_norm, cfg.cy_norm),
+                                       (cfg.height, cfg.width))
         return cls(cfg.height, cfg.width, K)
 
     def normalised_coords(self) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from unified_perception import topics
+from unified_perception.runtime.image_codec import encode_array
 from unified_perception.sim.world import SimFrame
 from unified_perception.transforms import rotation_to_quaternion
 
@@ -21,16 +22,6 @@ T = TYPESTORE.types
 CAMERA_FRAME = topics.SIM_OPTICAL_FRAME
 BASE_FRAME = topics.BASE_FRAME
 ODOM_FRAME = topics.ODOM_FRAME
-
-# encoding -> (numpy dtype, channels)
-IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3),
-    "mono8": (np.dtype(np.uint8), 1),
-    "16UC1": (np.dtype("<u2"), 1),
-    "32SC1": (np.dtype("<i4"), 1),
-    "32FC1": (np.dtype("<f4"), 1),
-    "32FC3": (np.dtype("<f4"), 3),
-}
 
 
 def stamp_ns(frame: SimFrame) -> int:
@@ -45,15 +36,12 @@ def header(ns: int, frame_id: str) -> Any:
 
 
 def image(array: np.ndarray, encoding: str, ns: int, frame_id: str = CAMERA_FRAME) -> Any:
-    """``sensor_msgs/Image`` of ``array`` ``[H, W]`` or ``[H, W, C]`` in ``encoding`` (little endian)."""
-    dtype, channels = IMAGE_ENCODINGS[encoding]
-    data = np.ascontiguousarray(array, dtype=dtype)
-    height, width = data.shape[:2]
-    if (data.shape[2] if data.ndim == 3 else 1) != channels:
-        raise ValueError(f"an image of shape {data.shape} cannot be encoded as {encoding}")
+    """``sensor_msgs/Image`` of ``array`` ``[H, W]`` or ``[H, W, C]`` in ``encoding`` (little endian),
+    packed by the same codec as the node's outputs."""
+    packed = encode_array(array, encoding)
     return T["sensor_msgs/msg/Image"](
-        header=header(ns, frame_id), height=height, width=width, encoding=encoding, is_bigendian=0,
-        step=width * channels * dtype.itemsize, data=data.reshape(-1).view(np.uint8))
+        header=header(ns, frame_id), height=packed.height, width=packed.width, encoding=encoding,
+        is_bigendian=0, step=packed.step, data=np.frombuffer(packed.data, dtype=np.uint8))
 
 
 def camera_info(K: np.ndarray, height: int, width: int, ns: int, frame_id: str = CAMERA_FRAME) -> Any:
