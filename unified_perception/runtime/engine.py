@@ -91,6 +91,19 @@ class FrameResult:
     reset_reason: str = ""                  # why this camera's state restarted here ("" = it did not)
 
 
+def check_session(session: ort.InferenceSession, model: str
+                  ) -> tuple[ModelMetadata, list[TensorInfo], list[TensorInfo]]:
+    """Check a loaded model against the contract: its metadata, inputs and outputs as declared.
+
+    Raises :class:`ContractError` naming every problem.
+    """
+    inputs = [TensorInfo(a.name, a.type, tuple(a.shape)) for a in session.get_inputs()]
+    outputs = [TensorInfo(a.name, a.type, tuple(a.shape)) for a in session.get_outputs()]
+    meta = contract.check_model_io(inputs, outputs, session.get_modelmeta().custom_metadata_map,
+                                   model=model)
+    return meta, inputs, outputs
+
+
 class InferenceEngine:
     """Runs a contract model on batches of camera frames. Thread-safe (one call at a time).
 
@@ -111,11 +124,8 @@ class InferenceEngine:
         self._session, failed = _create_session(self.model_path, choice, config.intra_op_threads)
         self.active_provider, self.provider_reason = explain_fallback(
             choice, self._session.get_providers(), failed)
-        inputs = [TensorInfo(a.name, a.type, tuple(a.shape)) for a in self._session.get_inputs()]
-        outputs = [TensorInfo(a.name, a.type, tuple(a.shape)) for a in self._session.get_outputs()]
-        props = self._session.get_modelmeta().custom_metadata_map
-        self.metadata: ModelMetadata = contract.check_model_io(
-            inputs, outputs, props, model=str(self.model_path))
+        self.metadata: ModelMetadata
+        self.metadata, inputs, _ = check_session(self._session, str(self.model_path))
         self.input_size: tuple[int, int] = (self.metadata.input_height, self.metadata.input_width)
         self.state_specs: tuple[StateSpec, ...] = state_specs(inputs)
         self.output_names: tuple[str, ...] = self.metadata.expected_outputs

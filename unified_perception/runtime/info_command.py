@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from unified_perception.contract import (STATE_IN_PREFIX, STATE_OUT_PREFIX, ContractError,
-                                         ModelMetadata, TensorInfo, check_model_io, normalize_dtype)
+                                         ModelMetadata, TensorInfo, normalize_dtype)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,15 +43,15 @@ def describe(path: Path) -> str:
     """A human-readable description of the model at ``path``; raises ContractError/ValueError."""
     import onnxruntime as ort
 
+    from unified_perception.runtime.engine import check_session
+
     if not path.is_file():
         raise FileNotFoundError(f"model '{path}' not found")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         raise ValueError(f"'{path}' is not a loadable ONNX model: {err}") from None
-    inputs = [TensorInfo(i.name, i.type, tuple(i.shape)) for i in session.get_inputs()]
-    outputs = [TensorInfo(o.name, o.type, tuple(o.shape)) for o in session.get_outputs()]
-    meta = check_model_io(inputs, outputs, session.get_modelmeta().custom_metadata_map, str(path))
+    meta, inputs, outputs = check_session(session, str(path))
     states = [t for t in inputs if t.name.startswith(STATE_IN_PREFIX)]
     lines = [
         f"model: {path}",
