@@ -1,0 +1,129 @@
+"""Training checkpoints: what a run saves, written atomically, read back with ``weights_only=True``.
+
+A checkpoint is a plain dict (tensors, numbers, strings, lists and dicts only, so
+``torch.load(weights_only=True)`` accepts it):
+
+* ``model``: the model's state dict; ``model_config``: :class:`ModelConfig` as a dict (enough to
+  rebuild the architecture without the recipe);
+* ``recipe``: the recipe as a dict; ``data_summary``: what the model was trained on;
+  ``intrinsics_normalized``: ``[fx/W, fy/H, (cx+0.5)/W, (cy+0.5)/H]`` of the training data;
+* ``step``, ``optimizer``, ``scheduler``, ``rng`` (for exact resume), ``metrics`` (last
+  validation), ``best`` (the best validation score so far).
+
+Files are written to a temporary name in the same folder and renamed into place, so a full disk or
+an interrupted run never leaves a truncated ``latest.pt`` / ``best.pt``: the previous one survives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unified_perception.contract import Task
+from unified_perception.train.model import UnifiedModel, build_unified_model, head_options
+
+LATEST = "latest.pt"
+BEST = "best.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model asked for."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture of a model: backbone, input size (px), tasks, head preset and overrides."""
+
+    backbone: str = "resnet18"
+    input_height: int = 96
+    input_width: int = 320
+    tasks: tuple[str, ...] = tuple(t.value for t in Task)
+    preset: str = "light"
+    head_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, seed: int | None = None) -> UnifiedModel:
+        """A freshly initialised model of this architecture."""
+        return build_unified_model(self.backbone, self.input_height, self.input_width,
+                                   tasks=self.tasks, seed=seed, preset=self.preset,
+                                   **self.head_overrides)
+
+    def check(self) -> "ModelConfig":
+        """Validate (raises ValueError naming the bad field)."""
+        head_options(self.preset, **self.head_overrides)
+        for name in self.tasks:
+            Task(name)
+        if self.input_height % 32 or self.input_width % 32:
+            raise ValueError(f"model size {self.input_height}x{self.input_width}: both sides must be "
+                             "multiples of 32")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["tasks"] = list(self.tasks)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        values = dict(values)
+        values["tasks"] = tuple(values.get("tasks", cls.tasks))
+        return cls(**values)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file + rename in the same folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; one clear :class:`CheckpointError` otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(err).__name__}: {err}); "
+                              "it may be truncated or not a torch checkpoint") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise CheckpointError(f"checkpoint '{path}' holds no 'model' state dict")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "") -> UnifiedModel:
+    """Rebuild the model a checkpoint describes and load its weights."""
+    if "model_config" not in payload:
+        raise CheckpointError(f"checkpoint '{path}' has no 'model_config'; it was not written by "
+                              "`unified-perception train`")
+    model = ModelConfig.from_dict(payload["model_config"]).build()
+    load_model_weights(model, payload["model"], path)
+    return model
+
+
+def load_model_weights(model: UnifiedModel, state: dict[str, Any], path: str | Path = "") -> None:
+    """Load a state dict, turning a mismatch into one message that names the differing keys."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0:3]
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit this model ({model.backbone_name}, tasks "
+            f"{[t.value for t in model.tasks]}): {' '.join(first)}; use a checkpoint trained with "
+            "the same backbone, preset and tasks") from None
