@@ -1,9 +1,10 @@
 """Vehicle-level outputs from the primary camera: odometry + path and the limited steering command.
 
-Odometry integrates the network's ego-motion (only from valid frame pairs) into ``odom ->
-base_link`` (REP 105). Steering goes through the runtime's limiter; a watchdog tick holds / decays
-the command when no valid frame came for ``steering.stale_timeout_s``. A frame whose steering value
-is missing never produces a command. Called from the worker thread (results) and the executor
+The arithmetic lives in :class:`runtime.vehicle_state.VehicleState`: odometry integrates the
+network's ego-motion (only from valid frame pairs) into ``odom -> base_link`` (REP 105); steering
+goes through the runtime's limiter; a watchdog tick holds / decays the command when no valid frame
+came for ``steering.stale_timeout_s``. This class publishes what it computes. A frame whose
+steering value is missing never produces a command. Called from the worker thread (results) and the executor
 thread (watchdog), hence the lock.
 """
 
@@ -19,9 +20,9 @@ from unified_perception.ros import builders
 from unified_perception.ros.params import NodeSettings
 from unified_perception.ros.publishers import VehiclePublishers
 from unified_perception.runtime.engine import FrameResult
-from unified_perception.runtime.odometry import (
-    OdometryIntegrator, camera_to_base_extrinsic, twist_from_step)
-from unified_perception.runtime.steering import SteeringLimiter, SteeringLimits, SteeringOutput
+from unified_perception.runtime.odometry import camera_to_base_extrinsic
+from unified_perception.runtime.steering import SteeringLimits, SteeringOutput
+from unified_perception.runtime.vehicle_state import VehicleState
 
 
 def steering_limits(settings: NodeSettings) -> SteeringLimits:
@@ -40,26 +41,23 @@ class VehicleOutputs:
         self._lock = threading.Lock()
         self._T_base_cam = camera_to_base_extrinsic(settings.camera_to_base_xyz,
                                                     settings.camera_to_base_rpy)
-        self._odometry = OdometryIntegrator(self._T_base_cam)
-        self._limiter = SteeringLimiter(steering_limits(settings))
+        self._state = VehicleState(self._T_base_cam, steering_limits(settings))
         self._path: deque = deque(maxlen=settings.path_max_poses)
         self._odom_frame = settings.odom_frame_id
         self._base_frame = settings.base_frame_id
-        self._last_output_s: float | None = None
         self._static_tf_frame: str | None = None
 
     def apply(self, settings: NodeSettings) -> None:
         """Take over run-time parameter changes (steering limits, path length)."""
         with self._lock:
-            self._limiter.set_limits(steering_limits(settings))
+            self._state.set_limits(steering_limits(settings))
             if self._path.maxlen != settings.path_max_poses:
                 self._path = deque(self._path, maxlen=settings.path_max_poses)
 
     def restart_steering(self) -> None:
         """Forget the steering history (at activation); odometry continues where it was (REP 105)."""
         with self._lock:
-            self._limiter.reset()
-            self._last_output_s = None
+            self._state.restart_steering()
 
     def on_result(self, result: FrameResult, stamp: Time, now: Time,
                   camera_frame_id: str = "") -> None:
@@ -70,33 +68,24 @@ class VehicleOutputs:
         """
         with self._lock:
             self._publish_camera_mount(camera_frame_id, stamp)
-            if result.pair_valid and result.T_cam_prev_cam_cur is not None:
-                self._publish_odometry(result, stamp)
-            if result.steering_rad is not None:
-                self._last_output_s = builders.stamp_to_s(now)
-                out = self._limiter.update(result.steering_rad, builders.stamp_to_s(stamp),
-                                           self._last_output_s)
+            self._publish_odometry(result, stamp)
+            out = self._state.steering(result, builders.stamp_to_s(stamp), builders.stamp_to_s(now))
+            if out is not None:
                 self._publish_steering(out, stamp)
 
     def on_watchdog(self, now: Time) -> None:
         """Without a steering output for ``stale_timeout_s``, publish the held command at ``now``."""
-        now_s = builders.stamp_to_s(now)
         with self._lock:
-            last = self._last_output_s
-            if last is None or now_s - last <= self._limiter.limits.stale_timeout_s:
-                return
-            self._last_output_s = now_s
-            self._publish_steering(self._limiter.update(None, now_s, now_s), now)
+            out = self._state.watchdog(builders.stamp_to_s(now))
+            if out is not None:
+                self._publish_steering(out, now)
 
     def _publish_odometry(self, result: FrameResult, stamp: Time) -> None:
-        rejected = self._odometry.rejected_steps
-        T_odom_base = self._odometry.update(result.T_cam_prev_cam_cur)
-        if self._odometry.rejected_steps != rejected:
-            return      # non-finite ego-motion: no pose, no twist (last_step is the previous frame's)
-        step = self._odometry.last_step
-        linear, angular = ((np.zeros(3), np.zeros(3)) if step is None or not result.dt_s
-                           else twist_from_step(step, result.dt_s))
-        odom = builders.odometry(T_odom_base, linear, angular,
+        update = self._state.odometry(result)
+        if update is None:
+            return      # invalid pair or non-finite ego-motion: no pose, no twist
+        T_odom_base = update.T_odom_base
+        odom = builders.odometry(T_odom_base, update.linear_mps, update.angular_rps,
                                  builders.header(stamp, self._odom_frame), self._base_frame)
         self._path.append(builders.path_pose(odom))
         self._pubs.odometry.publish(odom)
