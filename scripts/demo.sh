@@ -7,7 +7,7 @@ bash scripts/setup_env.sh
 out=out/demo
 mkdir -p "$out"
 up=.venv/bin/unified-perception
-"$up" synth --out "$out/synthetic.mcap" --frames 30 --seed 0 --size 192x640
+"$up" synth --out "$out/synthetic" --frames 30 --seed 0 --size 192x640
 "$up" export --backbone resnet18 --preset light --size 192x640 --out "$out/unified_resnet18.onnx"
 "$up" info "$out/unified_resnet18.onnx"
 echo "demo: bag and model written to $out/"

@@ -12,7 +12,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from unified_perception import topics
 from unified_perception.cli import main as cli_main
-from unified_perception.sim.bag_writer import CONFIG_KEY
+from unified_perception.sim.bag_writer import CONFIG_KEY, write_bag
 from unified_perception.sim.config import CameraConfig, SimConfig
 from unified_perception.sim.world import SyntheticWorld
 
@@ -118,13 +118,27 @@ def test_tf_carries_the_camera_extrinsic_and_the_odometry(bag: Path) -> None:
     assert dynamic.transform.translation.x > 1.0  # the car drove forward
 
 
+def test_a_write_that_fails_midway_leaves_no_bag_and_no_partial_folder(tmp_path: Path) -> None:
+    world = SyntheticWorld(SimConfig(seed=SEED, frames=2, camera=CameraConfig(height=SIZE[0],
+                                                                              width=SIZE[1])))
+
+    def frames():
+        yield world.render(0)
+        raise RuntimeError("renderer failed")
+
+    with pytest.raises(RuntimeError, match="renderer failed"):
+        write_bag(tmp_path / "broken", frames(), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_same_seed_gives_identical_image_bytes_and_config_is_in_metadata(bag: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert _synth(again, "--storage", "sqlite3") == 0
     a = [raw for _, _, raw in _read_all(bag)["/camera/image_raw"]]
     b = [raw for _, _, raw in _read_all(again)["/camera/image_raw"]]
     assert a == b
-    assert list(again.glob("*.db3")) and list(bag.glob("*.mcap"))
+    assert sorted(f.name for f in bag.iterdir()) == ["metadata.yaml", "seq_0.mcap"]
+    assert sorted(f.name for f in again.iterdir()) == ["again_0.db3", "metadata.yaml"]
     assert CONFIG_KEY in (again / "metadata.yaml").read_text()
 
 

@@ -21,6 +21,7 @@ from std_msgs.msg import ColorRGBA, Float32, Header
 from visualization_msgs.msg import Marker
 
 from unified_perception.runtime.image_codec import encode_array
+from unified_perception.runtime.markers import STEERING_MARKER_NS, steering_arrow
 from unified_perception.transforms import rotation_to_quaternion
 
 try:  # ackermann_msgs is not on every machine; the command topic exists only where it is
@@ -161,17 +162,17 @@ def float32(value: float) -> Float32:
 def steering_marker(angle_rad: float, held: bool, hdr: Header, length_m: float = 3.0) -> Marker:
     """An arrow in base_link from the origin along the steering direction (positive = left).
 
-    Green while the command follows the network, amber while it is held by the watchdog.
+    Green while the command follows the network, amber while it is held by the watchdog
+    (:func:`runtime.markers.steering_arrow`).
     """
-    msg = Marker(header=hdr, ns="unified_perception/steering", id=0, type=Marker.ARROW,
+    arrow = steering_arrow(angle_rad, held, length_m)
+    msg = Marker(header=hdr, ns=STEERING_MARKER_NS, id=0, type=Marker.ARROW,
                  action=Marker.ADD, frame_locked=True)
     msg.points = [Point(x=0.0, y=0.0, z=0.0),
-                  Point(x=length_m * float(np.cos(angle_rad)),
-                        y=length_m * float(np.sin(angle_rad)), z=0.0)]
+                  Point(x=float(arrow.tip_xy_m[0]), y=float(arrow.tip_xy_m[1]), z=0.0)]
     msg.pose.orientation.w = 1.0
-    msg.scale = Vector3(x=0.15, y=0.3, z=0.4)
-    msg.color = ColorRGBA(r=1.0, g=0.7, b=0.0, a=1.0) if held else \
-        ColorRGBA(r=0.1, g=0.9, b=0.2, a=1.0)
+    msg.scale = Vector3(x=arrow.scale_xyz_m[0], y=arrow.scale_xyz_m[1], z=arrow.scale_xyz_m[2])
+    msg.color = ColorRGBA(r=arrow.rgba[0], g=arrow.rgba[1], b=arrow.rgba[2], a=arrow.rgba[3])
     return msg
 
 

@@ -1,5 +1,8 @@
 """Write rendered frames into a real ROS 2 bag (MCAP or sqlite3) with the rosbags library.
 
+``--out NAME`` gives the folder ``NAME/`` with ``metadata.yaml`` and ``NAME_0.mcap``, as
+``ros2 bag record -o NAME`` does (:mod:`unified_perception.bag_output`); a failed run leaves no bag.
+
 Topics: ``/camera/image_raw`` (rgb8), ``/camera/camera_info``, ``/gt/<name>`` for every spec in
 :data:`unified_perception.topics.GT_TOPICS` (type and encoding as listed there), ``/tf_static``
 (base_link -> camera_optical_frame, transient local) and ``/tf`` (odom -> base_link). The simulation
@@ -14,18 +17,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.interfaces import QosDurability
 from tqdm import tqdm
 
 from unified_perception import topics
+from unified_perception.bag_output import BagOutputError, bag_writer, check_output, qos
 from unified_perception.sim import messages as msgs
 from unified_perception.sim.world import SimFrame
 
 CONFIG_KEY = "unified_perception.sim_config"
 IMAGE_TOPIC = f"/{topics.SIM_CAMERA}/{topics.CAMERA_IMAGE}"
 INFO_TOPIC = f"/{topics.SIM_CAMERA}/{topics.CAMERA_INFO}"
-STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
 class BagWriteError(RuntimeError):
@@ -55,12 +57,6 @@ def _gt_message(frame: SimFrame, spec: topics.TopicSpec, ns: int) -> Any:
     raise BagWriteError(f"no ground truth for topic spec {spec.name} ({spec.msg_type}) in the simulator")
 
 
-def _qos(durability: QosDurability, depth: int) -> Qos:
-    zero = QosTime(sec=0, nsec=0)
-    return Qos(QosHistory.KEEP_LAST, depth, QosReliability.RELIABLE, durability, zero, zero,
-               QosLiveliness.SYSTEM_DEFAULT, zero, False)
-
-
 @dataclass(frozen=True)
 class BagSummary:
     path: Path
@@ -73,29 +69,28 @@ class BagSummary:
 def write_bag(path: str | Path, frames: Iterable[SimFrame], *, storage: str = "mcap",
               config_json: dict[str, Any] | None = None, total: int | None = None,
               progress: bool = True) -> BagSummary:
-    """Write ``frames`` into a new bag directory ``path``. Raises :class:`BagWriteError` if it exists."""
-    path = Path(path)
-    if path.exists():
-        raise BagWriteError(f"output bag '{path}' already exists: choose another --out or delete it")
-    if storage not in STORAGE:
-        raise BagWriteError(f"unknown bag storage '{storage}': use one of {', '.join(STORAGE)}")
-    if not path.parent.exists():
-        raise BagWriteError(f"the folder of the output bag '{path.parent}' does not exist: create it")
+    """Write ``frames`` into a new bag directory ``path`` (``path/<name>_0.mcap``).
+
+    Raises :class:`BagWriteError` if it exists or cannot be created; a failure leaves no bag.
+    """
+    try:
+        path = check_output(path, storage)
+    except BagOutputError as err:
+        raise BagWriteError(str(err)) from None
     serialize: Callable[[Any, str], bytes] = msgs.TYPESTORE.serialize_cdr
-    writer = Writer(path, version=9, storage_plugin=STORAGE[storage])
     specs = [(IMAGE_TOPIC, "sensor_msgs/msg/Image"), (INFO_TOPIC, "sensor_msgs/msg/CameraInfo")]
     specs += [(topics.gt_topic(spec), spec.msg_type) for spec in topics.GT_TOPICS]
     specs += [("/tf", "tf2_msgs/msg/TFMessage")]
     first = last = None
     count = 0
-    with writer:
+    with bag_writer(path, storage) as writer:
         if config_json is not None:
             writer.set_custom_data(CONFIG_KEY, json.dumps(config_json, sort_keys=True))
         conns = {topic: writer.add_connection(topic, msgtype, typestore=msgs.TYPESTORE,
-                                              offered_qos_profiles=[_qos(QosDurability.VOLATILE, 10)])
+                                              offered_qos_profiles=[qos(QosDurability.VOLATILE, 10)])
                  for topic, msgtype in specs}
         tf_static = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=msgs.TYPESTORE,
-                                          offered_qos_profiles=[_qos(QosDurability.TRANSIENT_LOCAL, 1)])
+                                          offered_qos_profiles=[qos(QosDurability.TRANSIENT_LOCAL, 1)])
 
         def put(topic: str, message: Any, ns: int) -> None:
             conn = conns[topic] if topic in conns else tf_static
