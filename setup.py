@@ -46,7 +46,7 @@ setup(
         "eval": ["matplotlib>=3.7", "rosbags>=0.10", "tqdm>=4.60"],
         "ros": ROS_WHEELS,
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "colcon-common-extensions>=0.3",
-                "matplotlib>=3.7"],
+                "matplotlib>=3.7", "evo>=1.30"],
     },
     zip_safe=True,
     entry_points={

@@ -22,8 +22,12 @@ class MotionAccumulator:
         self.tp = self.fp = self.fn = 0
 
     def update(self, pred_mask: np.ndarray, gt_mask: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """Add ``[H, W]`` (or ``[N, H, W]``) masks: True = independently moving. Only pixels where
-        ``valid`` (same shape, default all) is True are counted."""
+        """Add ``[H, W]`` (or ``[N, H, W]``) masks, bool or integer (non-zero = independently moving,
+        e.g. mono8 255). Only pixels where ``valid`` (same shape, default all) is True are counted."""
+        for name, mask in (("predicted", pred_mask), ("true", gt_mask)):
+            if np.asarray(mask).dtype.kind not in "biu":
+                raise ValueError(f"{name} motion mask must be bool or integer, got "
+                                 f"{np.asarray(mask).dtype}; threshold a motion probability first")
         pred = np.asarray(pred_mask, dtype=bool)
         gt = np.asarray(gt_mask, dtype=bool)
         if pred.shape != gt.shape or (valid is not None and np.shape(valid) != gt.shape):
