@@ -14,9 +14,9 @@ strict-accurate and an EPE of exactly 0.3 m is not an outlier. Unlike HPLFlowNet
 divides by ``|gt| + 1e-4``, the relative error is exact; where ``|gt| = 0`` it is 0 if ``EPE = 0`` and
 infinite otherwise. So on points without true motion (the static background of independent flow)
 any error at all makes an outlier, as it nearly does in HPLFlowNet's code (``EPE / 1e-4``): read
-the outlier rate of independent flow on the moving points. Computed in float64; figures pool all evaluated points of all frames (each point
-weighs the same). Points whose ground truth is not finite are not evaluated; a non-finite
-prediction at an evaluated point is an error.
+the outlier rate of independent flow on the moving points. Computed in float64; figures pool all
+evaluated points of all frames (each point weighs the same). Points whose ground truth is not
+finite are not evaluated; a non-finite prediction at an evaluated point is an error.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class SceneFlowAccumulator:
 
         ``pred_flow``, ``gt_flow``: ``[H, W, 3]`` (or ``[N, H, W, 3]``) 3D motion in metres (the
         contract's ``[N, 3, H, W]`` moved to channels-last). ``valid``: ``[H, W]`` bool, the points
-        with ground truth (None = all with finite ground truth). ``moving``: ``[H, W]`` bool, the independently moving points
-        scored again under "moving" (None = none).
+        with ground truth (None = all with finite ground truth). ``moving``: ``[H, W]`` bool, the
+        independently moving points, scored again under "moving" (None = none).
         """
         shape = np.shape(gt_flow)
         if np.shape(pred_flow) != shape or len(shape) < 2 or shape[-1] != 3:

@@ -1,11 +1,12 @@
 """Steering-angle errors and the constant-prediction baseline, in constant memory.
 
 ``rmse = sqrt(mean((pred - gt)^2))`` (the score of the Udacity self-driving-car challenge 2, steering
-angle prediction) and ``mae = mean(|pred - gt|)`` over all frames. The baseline predicts the data set's mean ground-truth angle ``c`` for every
-frame: its RMSE follows exactly from running sums, ``sqrt(E[g^2] - 2 c E[g] + c^2)``; its MAE needs
-``E|g - c|`` for a ``c`` known only at the end, taken from a fixed histogram of ground truth that also
-keeps the sum of the angles in each bin: exact for every bin but the one holding ``c``, where the
-error is at most that bin's share of frames times :data:`BASELINE_BIN_RAD` (1e-4 rad = 0.0057 deg).
+angle prediction) and ``mae = mean(|pred - gt|)`` over all frames. The baseline predicts the data
+set's mean ground-truth angle ``c`` for every frame: its RMSE follows exactly from running sums,
+``sqrt(E[g^2] - 2 c E[g] + c^2)``; its MAE needs ``E|g - c|`` for a ``c`` known only at the end,
+taken from a fixed histogram of ground truth that also keeps the sum of the angles in each bin:
+exact for every bin but the one holding ``c``, where the error is at most that bin's share of frames
+times :data:`BASELINE_BIN_RAD` (1e-4 rad = 0.0057 deg).
 Angles in radians in, degrees out.
 """
 
