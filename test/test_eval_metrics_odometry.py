@@ -39,6 +39,14 @@ def test_umeyama_recovers_a_known_similarity() -> None:
     assert s == pytest.approx(SCALE)
 
 
+def test_a_straight_drive_still_aligns() -> None:
+    line = make_transform(np.repeat(np.eye(3)[None], 5, 0), np.outer(np.arange(5.0), [1.0, 0.0, 0.0]))
+    moved = similarity(line, SCALE, R_Z90, SHIFT)
+    assert absolute_trajectory_error(moved, line, "sim3") == pytest.approx(0.0, abs=1e-12)
+    # SE(3): residual (s - 1) * distance from the centroid: sqrt(mean(4, 1, 0, 1, 4)) = sqrt(2)
+    assert absolute_trajectory_error(moved, line, "se3") == pytest.approx(math.sqrt(2.0))
+
+
 def test_ate_of_a_trajectory_moved_by_a_similarity() -> None:
     pred = similarity(GT, SCALE, R_Z90, SHIFT)
     assert absolute_trajectory_error(pred, GT, "sim3") == pytest.approx(0.0, abs=1e-12)
