@@ -47,6 +47,13 @@ def test_a_straight_drive_still_aligns() -> None:
     assert absolute_trajectory_error(moved, line, "se3") == pytest.approx(math.sqrt(2.0))
 
 
+def test_a_trajectory_that_never_moves_aligns_onto_the_centroid() -> None:
+    still = np.repeat(np.eye(4)[None], 6, 0)
+    # every aligned point lands on the truth's centroid (the origin), 1 m from each true position
+    assert absolute_trajectory_error(still, GT, "sim3") == pytest.approx(1.0)
+    assert absolute_trajectory_error(still, GT, "se3") == pytest.approx(1.0)
+
+
 def test_ate_of_a_trajectory_moved_by_a_similarity() -> None:
     pred = similarity(GT, SCALE, R_Z90, SHIFT)
     assert absolute_trajectory_error(pred, GT, "sim3") == pytest.approx(0.0, abs=1e-12)

@@ -24,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "render synthetic driving sequences with ground truth into a ROS 2 bag"),
     "node": ("unified_perception.ros.node_main",
              "run the perception node (same as `ros2 run unified_perception perception_node`)"),
+    "replay": ("unified_perception.eval.replay_command",
+               "run a bag through the model (in-process, or --live through the node) into a "
+               "prediction bag"),
 }
 
 

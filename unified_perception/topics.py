@@ -65,6 +65,15 @@ OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
     SCENE_FLOW_POINTS, ODOMETRY, PATH, STEERING_ANGLE, STEERING_COMMAND, STEERING_MARKER,
     DIAGNOSTICS, TF, TF_STATIC)
 
+REPLAY_LATENCY = TopicSpec(
+    "/replay/latency", "diagnostic_msgs/msg/DiagnosticArray", per_camera=False,
+    doc="one per processed camera frame, stamped with it; status[0] 'replay' with values "
+        "latency_ms and mode (offline | live)")
+REPLAY_SUMMARY = TopicSpec(
+    "/replay/summary", "diagnostic_msgs/msg/DiagnosticArray", per_camera=False,
+    doc="once at the end of a replay; status[0] 'replay' with values frames_in, frames_out, "
+        "dropped, mode, model, rate")
+
 GT_PREFIX = "/gt"
 GT_TOPICS: tuple[TopicSpec, ...] = (
     DEPTH, SEMANTIC, INSTANCES, PANOPTIC, MOTION_MASK, SCENE_FLOW, ODOMETRY, STEERING_ANGLE)

@@ -42,8 +42,9 @@ def umeyama_alignment(src: np.ndarray, dst: np.ndarray,
     S. Umeyama, "Least-squares estimation of transformation parameters between two point
     patterns", IEEE TPAMI 13(4), 1991, Eq. 34-43 (the reflection-safe SVD solution). ``src``,
     ``dst``: ``[3, N]`` corresponding points (m). ``s = 1`` unless ``with_scale``. Degenerate
-    configurations (all points on a line) still give a minimiser; the rotation about the line is
-    then arbitrary.
+    configurations still give a minimiser: for points on a line the rotation about the line is
+    arbitrary; for identical source points (a trajectory that never moves) ``s = 0`` and ``t`` is
+    the centroid of ``dst``.
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
@@ -60,12 +61,12 @@ def umeyama_alignment(src: np.ndarray, dst: np.ndarray,
     if np.linalg.det(U) * np.linalg.det(Vt) < 0.0:                               # Eq. 39 / 43
         S[2, 2] = -1.0
     R = U @ S @ Vt
-    if with_scale:
-        if variance_src <= 0.0:
-            raise ValueError("Sim(3) alignment needs source points that are not all identical")
-        scale = float(np.sum(d * np.diag(S))) / variance_src                     # Eq. 42
-    else:
+    if not with_scale:
         scale = 1.0
+    elif variance_src > 0.0:
+        scale = float(np.sum(d * np.diag(S))) / variance_src                     # Eq. 42
+    else:   # all source points identical: shrinking them onto dst's centroid is a minimiser
+        scale = 0.0
     t = mean_dst - scale * R @ mean_src                                          # Eq. 41
     return R, t, scale
 
