@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("unified_perception.eval.replay_command",
                "run a bag through the model (in-process, or --live through the node) into a "
                "prediction bag"),
+    "evaluate": ("unified_perception.eval.evaluate_command",
+                 "score a prediction bag against ground truth: metrics.json, summary, plots, montage"),
 }
 
 
