@@ -62,7 +62,8 @@ def _shifted(msg: Any, shift_ns: int) -> Any:
 
 def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] | None = None,
                          leave_out: Sequence[str] = (), skip_frames: int = 0, shift_ns: int = 0,
-                         latency_ms: Callable[[int], float] | None = lambda i: 10.0 + i) -> Path:
+                         latency_ms: Callable[[int], float] | None = lambda i: 10.0 + i,
+                         receive_delay_ns: Mapping[str, int] | None = None) -> Path:
     """Write a prediction bag at ``out`` from the ground truth of ``gt_bag``.
 
     Args:
@@ -71,8 +72,11 @@ def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] |
         skip_frames: the first frames get no output at all (as if dropped).
         shift_ns: added to every stamp and receive time (no frame in common when large).
         latency_ms: ``frame index -> latency`` for ``/replay/latency`` (None: no latency topic).
+        receive_delay_ns: output name (or ``latency``) -> how long after its stamp a message is
+            logged, as a live recorder receives it (headers keep the camera stamp).
     """
     edits = dict(edits or {})
+    delay = dict(receive_delay_ns or {})
     frames_in = frames_out = 0
     with AnyReader([gt_bag], default_typestore=bm.TYPESTORE) as reader, bag_writer(out) as writer:
         wanted = [c for c in reader.connections
@@ -96,7 +100,8 @@ def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] |
                 if latency_ms is not None:
                     status = bm.diagnostics("replay", {"latency_ms": f"{latency_ms(frames_in - 1)}",
                                                        "mode": "offline"}, log_ns + shift_ns)
-                    writer.write(connections[LATENCY_TOPIC], log_ns + shift_ns, bm.serialize(status))
+                    writer.write(connections[LATENCY_TOPIC], log_ns + shift_ns + delay.get("latency", 0),
+                                 bm.serialize(status))
                 continue
             if frame_of_log.get(log_ns, 0) < skip_frames:
                 continue
@@ -104,7 +109,8 @@ def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] |
             msg = reader.deserialize(raw, conn.msgtype)
             if spec.name in edits:
                 msg = edits[spec.name](msg)
-            writer.write(connections[topic], log_ns + shift_ns, bm.serialize(_shifted(msg, shift_ns)))
+            writer.write(connections[topic], log_ns + shift_ns + delay.get(spec.name, 0),
+                         bm.serialize(_shifted(msg, shift_ns)))
             last_ns = log_ns + shift_ns
         summary = bm.diagnostics("replay", {"frames_in": frames_in, "frames_out": frames_out,
                                             "dropped": frames_in - frames_out, "mode": "offline",

@@ -196,6 +196,23 @@ def test_dropped_frames_and_missing_outputs_are_counted_and_explained(
     assert not (report / "latency.png").exists()
 
 
+def test_headerless_steering_pairs_with_its_frame_when_outputs_arrive_late(
+        gt_bag: Path, tmp_path: Path) -> None:
+    """As a live recorder logs them: every output 30-35 ms after its stamp, steering 60 ms after,
+    closer to the next camera stamp than to its own. Frame i's angle is off by i degrees."""
+    frame = iter(range(FRAMES))
+    pred = write_prediction_bag(
+        gt_bag, tmp_path / "pred",
+        edits={"steering/angle": edit_steering(lambda a: a + math.radians(next(frame)))},
+        receive_delay_ns={"depth": 30_000_000, "semantic": 30_000_000, "odometry": 35_000_000,
+                          "latency": 30_000_000, "steering/angle": 60_000_000})
+    report = evaluate_bags(pred, gt_bag, tmp_path / "report", quiet=True)
+    steering = _metrics(report)["steering"]
+    offsets_deg = np.arange(FRAMES, dtype=np.float64)
+    assert steering["mae_deg"] == pytest.approx(offsets_deg.mean(), abs=1e-4)
+    assert steering["rmse_deg"] == pytest.approx(np.sqrt(np.mean(offsets_deg ** 2)), abs=1e-4)
+
+
 def _no_report_left(out: Path) -> bool:
     return not out.exists() and not any(p.name.startswith(f".{out.name}.") for p in out.parent.iterdir())
 

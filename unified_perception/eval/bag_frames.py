@@ -21,6 +21,7 @@ from unified_perception.data.resize import resize_nearest
 from unified_perception.data.rosbag_topics import RosbagTopics
 from unified_perception.data.stamps import NO_MATCH, match_exact, match_nearest
 from unified_perception.eval.bag_index import BagIndex, TopicIndex, field_value, key_values, pose_of
+from unified_perception.eval.prediction_bag import ReplayCounts
 from unified_perception.eval.report_errors import EvaluationError
 from unified_perception.runtime.image_codec import ImageDecodeError, decode_any_rgb, decode_array
 
@@ -76,18 +77,6 @@ class ValueSeries:
     values: np.ndarray
 
 
-@dataclass(frozen=True)
-class FrameCounts:
-    """Camera frames in the ground truth, frames with outputs, and the rest."""
-
-    frames_in: int
-    frames_out: int
-
-    @property
-    def dropped(self) -> int:
-        return max(self.frames_in - self.frames_out, 0)
-
-
 def camera_namespace(image_topic: str) -> str:
     """``/camera/image_raw`` (or ``.../image_raw/compressed``) -> ``/camera``."""
     for suffix in (topics.CAMERA_IMAGE_COMPRESSED, topics.CAMERA_IMAGE):
@@ -105,10 +94,6 @@ def find_output_topic(preferred: str, spec: topics.TopicSpec, available: Mapping
                   if msgtype == spec.msg_type and t.endswith("/" + spec.name)
                   and not t.startswith(topics.GT_PREFIX + "/")]
     return candidates[0] if len(candidates) == 1 else None
-
-
-def _summary_value(msg: Any) -> dict[str, str]:
-    return key_values(msg)
 
 
 def _latency_value(msg: Any) -> float:
@@ -193,7 +178,7 @@ class FramePairs:
         if REPLAY_LATENCY_TOPIC in available:
             decoders[REPLAY_LATENCY_TOPIC] = _latency_value
         if REPLAY_SUMMARY_TOPIC in available:
-            decoders[REPLAY_SUMMARY_TOPIC] = _summary_value
+            decoders[REPLAY_SUMMARY_TOPIC] = key_values
         self.pred.build_index([*self.pred_image_topics.values(), *decoders], decoders)
 
     def _gt_frame_stamps(self) -> np.ndarray:
@@ -245,13 +230,13 @@ class FramePairs:
         ix = self.pred.index.get(REPLAY_SUMMARY_TOPIC)
         return dict(ix.values[-1]) if ix is not None and ix.values else {}
 
-    def counts(self) -> FrameCounts:
+    def counts(self) -> ReplayCounts:
         """Frames in: the ground truth's camera frames (else the replay summary's ``frames_in``,
         else the ground truth's distinct stamps); out: frames with at least one output."""
         frames_in = int(self.gt_frame_stamps.size)
         if not self.camera_topic and self.summary().get("frames_in", "").isdigit():
             frames_in = int(self.summary()["frames_in"])
-        return FrameCounts(max(frames_in, int(self.stamps_ns.size)), int(self.stamps_ns.size))
+        return ReplayCounts(max(frames_in, int(self.stamps_ns.size)), int(self.stamps_ns.size))
 
     def poses(self) -> tuple[PoseSeries, PoseSeries] | None:
         """Predicted and ground-truth poses at matched stamps, or None if either bag lacks them."""

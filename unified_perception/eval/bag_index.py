@@ -156,7 +156,7 @@ class BagIndex:
     def _decode(self, decoder: Any, topic: str, msg: Any) -> Any:
         try:
             return decoder(msg)
-        except (AttributeError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise EvaluationError(f"{self.role} bag {self.path}: message on '{topic}' "
                                   f"({self.msgtypes[topic]}) cannot be read: {err}") from None
 
