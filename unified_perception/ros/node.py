@@ -46,8 +46,10 @@ class PerceptionNode(LifecycleNode):
         self._vehicle: VehicleOutputs | None = None
         self._pipeline: FramePipeline | None = None
         self._worker: InferenceWorker | None = None
-        self._subscriptions: list[Any] = []
-        self._timers: list[Any] = []
+        # Not `_subscriptions` / `_timers`: rclpy.Node keeps its own lists under those names (the
+        # executor serves /clock and parameter events from them).
+        self._camera_subscriptions: list[Any] = []
+        self._processing_timers: list[Any] = []
         self._stats = RunStats()
 
     # ---------------------------------------------------------------- lifecycle transitions
@@ -84,8 +86,9 @@ class PerceptionNode(LifecycleNode):
         self._engine.reset()
         self._vehicle.restart_steering()
         self._worker.start()
-        self._subscriptions = camera_input.subscribe(self, self._inputs, self.settings.transport)
-        self._timers = [
+        self._camera_subscriptions = camera_input.subscribe(self, self._inputs,
+                                                            self.settings.transport)
+        self._processing_timers = [
             self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics),
             self.create_timer(0.05, self._watchdog)]
         self.get_logger().info("active: processing camera frames")
@@ -123,11 +126,11 @@ class PerceptionNode(LifecycleNode):
                             intra_op_threads=s.intra_op_threads)
 
     def _stop_processing(self) -> None:
-        for sub in self._subscriptions:
+        for sub in self._camera_subscriptions:
             self.destroy_subscription(sub)
-        for timer in self._timers:
+        for timer in self._processing_timers:
             self.destroy_timer(timer)
-        self._subscriptions, self._timers = [], []
+        self._camera_subscriptions, self._processing_timers = [], []
         if self._worker is not None:
             if not self._worker.stop():
                 self.get_logger().warning("the inference thread is still finishing a batch; its "
