@@ -27,9 +27,14 @@ class FrameLatent(nn.Module):
         super().__init__()
         self.project = nn.Sequential(nn.Linear(sum(in_channels), dim), nn.LayerNorm(dim))
 
+    @staticmethod
+    def pool(features: list[Tensor]) -> Tensor:
+        """Encoder maps ``[N, C_i, h_i, w_i]`` -> ``[N, sum C_i]``: each averaged over space, then
+        concatenated (the projection's input; the steering stage caches it for a frozen encoder)."""
+        return torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
+
     def forward(self, features: list[Tensor]) -> Tensor:
-        pooled = torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
-        return self.project(pooled)
+        return self.project(self.pool(features))
 
 
 class AttentionPoolSteering(nn.Module):
