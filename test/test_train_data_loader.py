@@ -39,6 +39,8 @@ def test_two_workers_yield_batches_and_the_same_seed_gives_the_same_first_batch(
     assert assert_same(first_batch(again), batches[0])
     other = build_loader(config, batch_size=2, workers=2, seed=5)
     assert not assert_same(first_batch(other), batches[0])
+    in_process = build_loader(config, batch_size=2, workers=0, seed=4)  # augmentation seeds come
+    assert all(assert_same(x, y) for x, y in zip(in_process, batches))   # with the draws
     plain = build_loader(config, batch_size=2, workers=0, seed=4, augment=False)
     batch = first_batch(plain)
     assert torch.equal(batch.network_images, batch.images)

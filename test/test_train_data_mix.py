@@ -17,6 +17,10 @@ from unified_perception.train.data_mix import (
     MixedDataset, WeightedMixSampler, build_sampler, load_mix_config, parse_mix_config)
 
 
+def indices(sampler) -> list[int]:
+    return [draw.index for draw in sampler]
+
+
 def mix(**top) -> dict:
     return {"datasets": top.pop("datasets"), **top}
 
@@ -29,14 +33,15 @@ def test_draws_follow_the_data_set_weights(synthetic_bag: Path, kitti_root: Path
     dataset = MixedDataset(config)
     assert len(dataset) == (BAG_FRAMES - 2) + 2
     sampler = build_sampler(dataset, seed=5)
-    assert isinstance(sampler, WeightedMixSampler) and len(sampler) == 4000
-    draws = np.array(list(sampler))
+    assert isinstance(sampler.base, WeightedMixSampler) and len(sampler) == 4000
+    draws = np.array(indices(sampler))
     from_bag = draws < BAG_FRAMES - 2
     assert from_bag.mean() == pytest.approx(0.75, abs=0.03)
     # within a data set every window is about as likely as the others
     counts = np.bincount(draws, minlength=len(dataset))
     assert counts[:5].min() > 0.7 * 3000 / 5 and counts[5:].min() > 0.7 * 1000 / 2
-    assert list(build_sampler(dataset, seed=5)) == draws.tolist()       # seeded
+    assert list(build_sampler(dataset, seed=5)) == list(sampler)        # seeded, with the same
+    assert len({draw.seed for draw in sampler}) == 4000                  # augmentation seeds
     assert dataset[6].source.startswith("kitti_raw") and dataset[6].size == (32, 64)
 
 
@@ -68,7 +73,7 @@ def test_two_ranks_draw_disjoint_deterministic_shares(synthetic_bag: Path, kitti
         size=[32, 64], samples_per_epoch=64))
     dataset = MixedDataset(config)
     ranks = [build_sampler(dataset, seed=1, rank=r, world_size=2) for r in (0, 1)]
-    shares = [set(s) for s in ranks]
+    shares = [set(indices(s)) for s in ranks]
     assert shares[0] and shares[1] and not shares[0] & shares[1]
     assert all(len(list(s)) == 32 for s in ranks)
     assert list(ranks[0]) == list(build_sampler(dataset, seed=1, rank=0, world_size=2))
@@ -78,8 +83,22 @@ def test_two_ranks_draw_disjoint_deterministic_shares(synthetic_bag: Path, kitti
     # unweighted mixes use torch's DistributedSampler: every window once per epoch over the ranks
     plain = MixedDataset(parse_mix_config(mix(datasets=[{"kind": "rosbag", "path": str(synthetic_bag)}])))
     samplers = [build_sampler(plain, seed=1, rank=r, world_size=2) for r in (0, 1)]
-    assert all(isinstance(s, DistributedSampler) for s in samplers)
-    assert sorted(set(samplers[0]) | set(samplers[1])) == list(range(len(plain)))
+    assert all(isinstance(s.base, DistributedSampler) for s in samplers)
+    assert sorted(set(indices(samplers[0])) | set(indices(samplers[1]))) == list(range(len(plain)))
+
+
+def test_an_epoch_resumed_at_a_position_continues_with_the_same_draws_and_seeds(
+        synthetic_bag: Path) -> None:
+    config = parse_mix_config(mix(datasets=[{"kind": "rosbag", "path": str(synthetic_bag), "weight": 1}],
+                                  samples_per_epoch=12))
+    sampler = build_sampler(MixedDataset(config), seed=2)
+    sampler.set_epoch(3)
+    whole = list(sampler)
+    sampler.set_start(5)
+    assert len(sampler) == 7 and list(sampler) == whole[5:]
+    sampler.set_start(0)
+    sampler.set_epoch(4)
+    assert indices(sampler) != [d.index for d in whole]
 
 
 def test_yaml_file_with_relative_paths_loads(tmp_path: Path, synthetic_bag: Path,

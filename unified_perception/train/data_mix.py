@@ -35,7 +35,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -179,6 +179,20 @@ def load_mix_config(path: str | Path, base_dir: str | Path | None = None) -> Mix
 
 # -- dataset -----------------------------------------------------------------------------------
 
+class MixDraw(NamedTuple):
+    """One draw of a sampler: the window ``index`` and the seed of its augmentation."""
+
+    index: int
+    seed: int
+
+
+class SeededSample(NamedTuple):
+    """A window with the seed its augmentation draws from."""
+
+    sample: Sample
+    seed: int
+
+
 @dataclass(frozen=True)
 class MixPart:
     """The windows of one data set at one frame gap: dataset indices ``start .. start + len(reader)``."""
@@ -236,7 +250,11 @@ class MixedDataset(Dataset):
     def __len__(self) -> int:
         return self._length
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | MixDraw) -> Sample | SeededSample:
+        """The window at ``index``; for a :class:`MixDraw` (what :func:`build_sampler` yields) the
+        window with the draw's augmentation seed."""
+        if isinstance(index, MixDraw):
+            return SeededSample(self[index.index], index.seed)
         if not 0 <= index < self._length:
             raise IndexError(f"window index {index} out of range for {self._length} windows")
         part = self.parts[int(np.searchsorted(self._starts, index, side="right")) - 1]
@@ -317,12 +335,44 @@ class WeightedMixSampler(Sampler[int]):
         return iter(indices[draws.numpy()].tolist())
 
 
-def build_sampler(dataset: MixedDataset, seed: int, rank: int = 0, world_size: int = 1) -> Sampler[int]:
+class SeededDraws(Sampler[MixDraw]):
+    """Wraps a sampler of window indices: yields :class:`MixDraw` whose augmentation seed is a
+    function of ``(seed, epoch, rank, position in the epoch)``, so augmentation does not depend on
+    the number of workers and an epoch resumed at a position (:meth:`set_start`) continues exactly
+    as it would have run."""
+
+    def __init__(self, base: Sampler[int], seed: int, rank: int = 0) -> None:
+        self.base, self.seed, self.rank = base, int(seed), int(rank)
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def set_start(self, start: int) -> None:
+        """Skip the first ``start`` draws of the epoch (resuming inside an epoch)."""
+        self.start = int(start)
+
+    def __len__(self) -> int:
+        return max(len(self.base) - self.start, 0)       # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[MixDraw]:
+        for position, index in enumerate(self.base):
+            if position >= self.start:
+                yield MixDraw(int(index), combine_seeds(self.seed, self.epoch, self.rank, position))
+
+
+def build_sampler(dataset: MixedDataset, seed: int, rank: int = 0, world_size: int = 1) -> SeededDraws:
     """The sampler of a mix: :class:`WeightedMixSampler` when the mix has weights or a
     ``samples_per_epoch``, else torch's ``DistributedSampler`` (shuffled, seeded, every window once
-    per epoch over all ranks). Both have ``set_epoch``."""
+    per epoch over all ranks), wrapped in :class:`SeededDraws`. Call ``set_epoch`` every epoch."""
     config = dataset.config
+    base: Sampler[int]
     if config.weighted or config.samples_per_epoch is not None:
-        return WeightedMixSampler(dataset.probabilities(), [p.indices for p in dataset.parts],
+        base = WeightedMixSampler(dataset.probabilities(), [p.indices for p in dataset.parts],
                                   config.samples_per_epoch or len(dataset), seed, rank, world_size)
-    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    else:
+        base = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    return SeededDraws(base, seed, rank)
