@@ -58,7 +58,9 @@ class EvalOptions:
     quiet: bool = False
 
 
-def evaluate_bags(pred_bag: Path, gt_bag: Path, out_dir: Path, *, topics=None, quiet=False) -> Path:
+def evaluate_bags(pred_bag: Path, gt_bag: Path, out_dir: Path, *,
+                  topics: RosbagTopics | str | Path | Mapping[str, Any] | None = None,
+                  quiet: bool = False) -> Path:
     """Evaluate ``pred_bag`` against ``gt_bag`` with the default protocol; returns the report folder.
 
     Raises :class:`EvaluationError` (one message saying what to do) for problems a user can cause.

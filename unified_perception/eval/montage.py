@@ -26,7 +26,7 @@ STEERING_GAUGE_RAD = math.radians(30.0)
 """Steering angle drawn at full (90 degree) needle deflection."""
 FLOW_FULL_M = 0.5
 """Scene flow magnitude (m per frame) drawn at full brightness."""
-DEPTH_NEAR_M = 1.0
+DEPTH_NEAR_M = 3.0
 """Nearest depth of the colour scale (m); the far end is the evaluation's depth cap."""
 GREY = 64
 
@@ -94,7 +94,7 @@ def compose(frame: MatchedFrame, steering_pred_rad: float | None, steering_gt_ra
     top = _row(frame.pred, frame.camera_rgb, steering_pred_rad, size, depth_max_m, (255, 255, 255))
     bottom = _row(frame.gt, frame.camera_rgb, steering_gt_rad, size, depth_max_m, (80, 255, 80))
     for name, panel in zip(COLUMNS, top):
-        _label(panel, name, (3, 12 if size[0] >= 64 else 10))
+        _label(panel, name, (3, max(12, int(size[0] / 10))))
     _label(top[0], "prediction", (3, size[0] - 4))
     _label(bottom[0], "ground truth", (3, size[0] - 4))
     grid = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
@@ -102,8 +102,10 @@ def compose(frame: MatchedFrame, steering_pred_rad: float | None, steering_gt_ra
         scale = panel_width / size[1]
         grid = cv2.resize(grid, (round(grid.shape[1] * scale), round(grid.shape[0] * scale)),
                           interpolation=cv2.INTER_AREA)
-    bar = np.zeros((18, grid.shape[1], 3), np.uint8)
-    cv2.putText(bar, title, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    font = max(grid.shape[0] / 2 / 240.0, 0.4)
+    bar = np.zeros((int(round(45 * font)), grid.shape[1], 3), np.uint8)
+    cv2.putText(bar, title, (4, int(round(32 * font))), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255),
+                max(int(font), 1), cv2.LINE_AA)
     return np.concatenate([bar, grid], axis=0)
 
 
