@@ -47,7 +47,7 @@ setup(
                  "opencv-python-headless>=4.8"],
         "ros": ROS_WHEELS,
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "colcon-common-extensions>=0.3",
-                "matplotlib>=3.7", "evo>=1.30"],
+                "matplotlib>=3.7", "evo>=1.30", "hypothesis>=6.100"],
     },
     zip_safe=True,
     entry_points={
