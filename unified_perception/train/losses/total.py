@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
+import torch
 from torch import Tensor
 
 from unified_perception.contract import DEFAULT_DEPTH_RANGE_M
@@ -19,7 +20,7 @@ from unified_perception.train.batch import Batch
 from unified_perception.train.losses.balancing import (UNCERTAINTY_TASKS, FixedWeights,
                                                        UncertaintyWeighting)
 from unified_perception.train.losses.distillation import (DISTILLATION_TERMS, AnyOutput,
-                                                          distillation_loss)
+                                                          distillation_loss, merge_teacher_outputs)
 from unified_perception.train.losses.motion import (complete_flow, complete_flow_smoothness,
                                                     flow_consistency_loss, mask_smoothness_loss,
                                                     motion_ramp, motion_sparsity_loss, static_pixels)
@@ -100,15 +101,6 @@ class LossWeights:
         names = [f.name for f in dataclasses.fields(LossWeights)]
         return tuple(names[:names.index("scales")])
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "LossWeights":
-        """From a recipe's ``losses`` mapping; an unknown key is named in the error."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ValueError(f"unknown loss setting(s) {unknown}; valid: {sorted(valid)}")
-        return cls(**values)
-
     def at_step(self, step: int) -> dict[str, float]:
         """``{term: weight}`` at training ``step``: the motion terms scaled by the ramp."""
         ramp = motion_ramp(step, self.motion_start_step, self.motion_ramp_steps)
@@ -122,17 +114,23 @@ def compute_losses(batch: Batch, output: WindowOutput, weights: LossWeights, ste
     distillation (a member mapping for the multi-backbone teacher); ``depth_range_m``: the depth
     head's range.
 
+    The losses run in float32 with autocast off (under mixed precision the outputs are cast up):
+    pixel coordinates and SSIM's small constants need the precision.
+
     Before the motion phase (``step < weights.motion_start_step``) the photometric loss warps with
     the rigid flow only; from then on the previous frame uses the complete flow.
     """
     w = weights.at_step(step)
     use_flow = motion_ramp(step, weights.motion_start_step, weights.motion_ramp_steps) > 0
-    raw, photo = _self_supervised(batch, output, weights, w, use_flow, depth_range_m)
-    raw.update(_supervised(batch, output, weights, w))
-    if teacher is not None:
-        raw.update(distillation_loss(output, teacher, {n: w[n] for n in DISTILLATION_TERMS},
-                                     weights.distill_temperature, weights.distill_log_depth))
-    total, weighted = FixedWeights(w)(raw)
+    with torch.autocast(batch.images.device.type, enabled=False):
+        output = _in_float32(output)
+        raw, photo = _self_supervised(batch, output, weights, w, use_flow, depth_range_m)
+        raw.update(_supervised(batch, output, weights, w))
+        if teacher is not None:
+            raw.update(distillation_loss(output, _in_float32(merge_teacher_outputs(teacher)),
+                                         {n: w[n] for n in DISTILLATION_TERMS},
+                                         weights.distill_temperature, weights.distill_log_depth))
+        total, weighted = FixedWeights(w)(raw)
     return LossTerms(total, weighted, {k: v.detach() for k, v in raw.items()},
                      None if photo is None else photo.automask)
 
@@ -146,6 +144,16 @@ def build_balancer(kind: str, weights: LossWeights) -> FixedWeights | Uncertaint
     if kind == "uncertainty":
         return UncertaintyWeighting([n for n in UNCERTAINTY_TASKS if getattr(weights, n) > 0])
     raise ValueError(f"unknown balancing '{kind}'; choose 'fixed' or 'uncertainty'")
+
+
+def _in_float32(output: WindowOutput) -> WindowOutput:
+    """``output`` with every floating-point tensor in float32 (the same tensors where they are)."""
+    def cast(value):
+        if isinstance(value, tuple):
+            return tuple(cast(v) for v in value)
+        return value.float() if isinstance(value, Tensor) and value.is_floating_point() else value
+    current = output.current._make(cast(v) for v in output.current)
+    return WindowOutput(current, cast(output.T_cam_src_cam_cur), cast(output.latents))
 
 
 def _self_supervised(batch: Batch, output: WindowOutput, weights: LossWeights, w: dict[str, float],
