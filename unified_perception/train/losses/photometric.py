@@ -101,18 +101,12 @@ def photometric_loss(batch: Batch, output: WindowOutput, scales: int = 4, automa
     if disparities is None or T_src is None:
         raise ValueError("the photometric loss needs predicted disparities and poses: train a model "
                          "with the depth task and a two-frame task (pose, motion or scene flow)")
-    sources = batch.source_indices()
-    if not sources:
+    if not batch.source_indices():
         raise ValueError(f"the photometric loss needs source frames; the window offsets "
                          f"{batch.offsets} hold only the centre frame")
-    target = batch.images[:, batch.center]
-    size = tuple(target.shape[-2:])
-    previous = batch.center - 1 if batch.center > 0 else None
+    size = batch.size
     scene_flow = output.current.scene_flow_m if use_scene_flow else None
-    identity = None
-    if automask:
-        identity = torch.cat([photometric_error(batch.images[:, s], target) for s in sources], dim=1)
-        identity = identity + IDENTITY_NOISE * torch.randn_like(identity)
+    identity = _identity_errors(batch) if automask else None
     losses, finest = [], None
     for disparity in disparities[:scales]:
         if tuple(disparity.shape[-2:]) != size:
@@ -123,15 +117,31 @@ def photometric_loss(batch: Batch, output: WindowOutput, scales: int = 4, automa
         min_error, choice = candidates.min(dim=1, keepdim=True)
         losses.append(min_error.mean())
         if finest is None:
-            finest = (depth, errors, min_error, None if identity is None else choice < len(sources))
-    depth, errors, min_error, kept = finest
-    rigid_error = complete_error = None
-    if scene_flow is not None and previous is not None:
-        complete_error = errors[:, sources.index(previous)][:, None].detach()
-        with torch.no_grad():
-            rigid_error = _warped_errors(batch, depth, T_src, None, (previous,))
-    return PhotometricTerms(torch.stack(losses).mean(), kept, min_error.detach(), rigid_error,
-                            complete_error)
+            kept = None if identity is None else choice < errors.shape[1]
+            finest = PhotometricTerms(min_error, kept, min_error.detach(),
+                                      *_previous_frame_errors(batch, depth, T_src, scene_flow, errors))
+    return finest._replace(loss=torch.stack(losses).mean())
+
+
+def _identity_errors(batch: Batch) -> Tensor:
+    """Error of each unwarped source frame against t, plus tie-breaking noise -> ``[B, S, H, W]``."""
+    target = batch.images[:, batch.center]
+    identity = torch.cat([photometric_error(batch.images[:, s], target)
+                          for s in batch.source_indices()], dim=1)
+    return identity + IDENTITY_NOISE * torch.randn_like(identity)
+
+
+def _previous_frame_errors(batch: Batch, depth_m: Tensor, T_src: Tensor, scene_flow_m: Tensor | None,
+                           errors: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """``(rigid_error, complete_error)`` ``[B, 1, H, W]`` (detached) of the previous frame; None
+    without scene flow or without a previous frame in the window."""
+    previous = batch.center - 1
+    if scene_flow_m is None or previous < 0:
+        return None, None
+    complete = errors[:, batch.source_indices().index(previous)][:, None].detach()
+    with torch.no_grad():
+        rigid = _warped_errors(batch, depth_m, T_src, None, (previous,))
+    return rigid, complete
 
 
 def _warped_errors(batch: Batch, depth_m: Tensor, T_src: Tensor, scene_flow_m: Tensor | None,
