@@ -60,8 +60,9 @@ def camera_messages(result: FrameResult, ns: int, frame_id: str, K: np.ndarray, 
     if result.depth_m is not None:
         add(topics.DEPTH, result.depth_m)
         h, w = result.depth_m.shape
+        distorted = source_info is not None and bool(source_info.distortion_model)
         distortion = ((source_info.distortion_model, np.asarray(source_info.d, np.float64))
-                      if source_info is not None and source_info.distortion_model else ("plumb_bob", None))
+                      if distorted else ("plumb_bob", None))
         out.append(OutputMessage(topics.DEPTH_INFO, bm.camera_info(K, h, w, ns, frame_id, *distortion)))
     if result.semantic is not None:
         add(topics.SEMANTIC, result.semantic)

@@ -20,7 +20,7 @@ from unified_perception.eval.prediction_bag import ReplayCounts, open_prediction
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.eval.replay_offline import OfflineReplay, replay_offline
 from unified_perception.eval.replay_settings import ReplayError, ReplaySettings, load_settings
-from unified_perception.runtime.engine import ModelLoadError
+from unified_perception.runtime.engine import EngineConfig, InferenceEngine, ModelLoadError
 
 PROG = "unified-perception replay"
 
@@ -88,6 +88,7 @@ def _replay(args: argparse.Namespace, source: InputBag, settings: ReplaySettings
     if args.live:
         from unified_perception.eval.replay_live import LiveOptions, replay_live
 
+        _check_model(args.model)
         domain = args.domain_id if args.domain_id is not None else 10 + os.getpid() % 90
         return replay_live(source, args.model, settings, args.out, LiveOptions(
             rate=args.rate, domain_id=domain, quiet=args.quiet, storage=args.storage))
@@ -98,10 +99,19 @@ def _replay(args: argparse.Namespace, source: InputBag, settings: ReplaySettings
     try:
         with open_prediction_bag(args.out, source.camera, "offline", args.storage) as bag:
             counts, last_ns = replay_offline(source, replay, bag, progress=not args.quiet)
-            bag.write_summary(last_ns, counts, str(args.model), "offline")
+            bag.write_summary(last_ns, counts, str(args.model), "n/a")
     finally:
         replay.close()
     return counts
+
+
+def _check_model(model: Path) -> None:
+    """Load the model on the CPU and check it against the contract, as the node will."""
+    try:
+        InferenceEngine(EngineConfig(str(model), providers=("cpu",), warmup_runs=0),
+                        log=lambda _: None).close()
+    except (ModelLoadError, ContractError) as err:
+        raise ReplayError(f"model {model}: {err}") from None
 
 
 def _evaluate(pred: Path, gt: Path, report: Path, topic_map: Path | None, quiet: bool) -> int:
