@@ -16,6 +16,8 @@ from typing import Sequence
 from unified_perception import __version__
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("unified_perception.train.train_command",
+              "train a model from a recipe (teachers, distilled student, steering stage, chains)"),
     "export": ("unified_perception.train.export_command",
                "build (or load) a model and export it to ONNX under the model contract"),
     "info": ("unified_perception.runtime.info_command",

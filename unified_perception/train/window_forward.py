@@ -34,7 +34,8 @@ class WindowOutput(NamedTuple):
     ``T_cam_prev_cam_cur``, ``motion_prob``, ``independent_flow_m``, ``scene_flow_m``.
     ``T_cam_src_cam_cur`` ``[B, T, 4, 4]`` maps points of camera t into each window frame's camera
     (identity at the centre; None without a pose decoder). ``latents`` ``[B, T, D]`` are the frame
-    latents of every window frame.
+    latents of every window frame (``T = 1``, the centre frame only, for a model without two-frame
+    tasks: it encodes nothing else).
     """
 
     current: UnifiedOutput
@@ -45,6 +46,9 @@ class WindowOutput(NamedTuple):
 def window_forward(model: UnifiedModel, images: Tensor, offsets: tuple[int, ...]) -> WindowOutput:
     """Run ``model`` over a window. ``images``: ``[B, T, 3, H, W]`` float RGB in [0, 1] (or uint8
     ``[B, T, H, W, 3]``); ``offsets``: the window's frame offsets (0 = the centre frame t)."""
+    if model.pose is None:   # single-frame model: only the centre frame is needed
+        center = offsets.index(0)
+        images, offsets = images[:, center:center + 1], (0,)
     b, t = images.shape[:2]
     center = offsets.index(0)
     x_all = model.normalize(images.flatten(0, 1))                          # [B*T, 3, H, W]

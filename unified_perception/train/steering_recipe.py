@@ -1,0 +1,36 @@
+"""A ``kind: steering`` recipe: the steering stage (train/steering_stage.py) on the recipe's data.
+
+The ``steering`` section holds :class:`~unified_perception.train.steering_stage.SteeringStageConfig`
+keys. Where it names no ``sequences``, the recipe's synthetic training bags are used (rendered if
+missing); the validation seeds stay out, so the demo's held-out drive is never seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from unified_perception.train.data_plan import synthetic_bags
+from unified_perception.train.recipe import Recipe
+from unified_perception.train.schema import parse_dataclass
+from unified_perception.train.steering_stage import SteeringStageConfig, run_steering_stage
+
+
+def steering_config(recipe: Recipe, max_steps: int | None = None) -> SteeringStageConfig:
+    """The stage's configuration: the recipe's section, its synthetic bags as sequences when none
+    are named, and ``max_steps`` (smoke runs) capping both step counts."""
+    config = parse_dataclass(SteeringStageConfig, dict(recipe.steering), "steering")
+    if not config.sequences:
+        train_bags, _ = synthetic_bags(recipe, render=True)
+        config = dataclasses.replace(config, sequences=tuple(train_bags))
+    if max_steps is not None:
+        config = dataclasses.replace(config, steps=min(config.steps, max_steps),
+                                     finetune_steps=min(config.finetune_steps, max_steps))
+    return config
+
+
+def run_steering_recipe(recipe: Recipe, out_dir: Path, *, max_steps: int | None = None,
+                        progress: bool = True) -> None:
+    result = run_steering_stage(steering_config(recipe, max_steps), Path(out_dir), progress=progress)
+    print(f"steering stage: results in {out_dir}"
+          + (f", final checkpoint {result.final_checkpoint}" if result.final_checkpoint else ""))
