@@ -19,7 +19,17 @@ from unified_perception.runtime.colorize import colorize_semantic
 from unified_perception.runtime.postprocess import instances_u16, motion_mask
 from unified_perception.runtime.scene_flow import scene_flow_points
 from unified_perception.runtime.engine import FrameResult
-from unified_perception.runtime.preprocess import intrinsics_from_normalized, scale_intrinsics
+from unified_perception.runtime.preprocess import (
+    intrinsics_from_normalized, intrinsics_problem, scale_intrinsics)
+
+
+def camera_info_problem(info: CameraInfo | None, image_hw: tuple[int, int]) -> str:
+    """Why ``info`` cannot give the intrinsics of an image of ``image_hw`` ("" when it can or when
+    there is none: a missing or all-zero K means uncalibrated, not broken)."""
+    if info is None or not any(info.k):
+        return ""
+    calib_hw = (info.height, info.width) if info.height and info.width else image_hw
+    return intrinsics_problem(builders.intrinsics(info), calib_hw, image_hw)
 
 
 def output_intrinsics(info: CameraInfo | None, image_hw: tuple[int, int], model_hw: tuple[int, int],
@@ -27,9 +37,9 @@ def output_intrinsics(info: CameraInfo | None, image_hw: tuple[int, int], model_
     """``[3, 3]`` K (px) at the model output size.
 
     From the camera's CameraInfo (at its own calibration size, else the image size); without one,
-    the model's training intrinsics.
+    or with one that :func:`camera_info_problem` refuses, the model's training intrinsics.
     """
-    if info is not None and any(info.k):
+    if info is not None and any(info.k) and not camera_info_problem(info, image_hw):
         calib_hw = (info.height, info.width) if info.height and info.width else image_hw
         return scale_intrinsics(builders.intrinsics(info), calib_hw, model_hw)
     return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw)

@@ -1,4 +1,5 @@
-"""The node's ``/diagnostics`` status: rate, latency, drops, invalid frames, provider, model."""
+"""The node's ``/diagnostics`` status: rate, latency, drops, invalid frames, non-finite model
+outputs, provider, model."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ RECENT_INVALID_S = 10.0
 
 def diagnostics_message(node_name: str, settings: NodeSettings, engine: InferenceEngine,
                         stats: StatsSnapshot, received: int, last_invalid_reason: str,
-                        stamp: Time) -> DiagnosticArray:
-    """One status named after the node: OK while frames flow, WARN when frames were rejected in
-    the last :data:`RECENT_INVALID_S` or none was processed yet. Rate (frames of all cameras per
-    second) and latency (receipt to published) are over the recent window."""
+                        stamp: Time, last_non_finite_reason: str = "") -> DiagnosticArray:
+    """One status named after the node: OK while frames flow; ERROR while the model's outputs are
+    not finite (from such a frame until the next good one); WARN when frames were rejected or
+    outputs were not finite in the last :data:`RECENT_INVALID_S`, or none was processed yet.
+    Rate (frames of all cameras per second) and latency (receipt to published) are over the
+    recent window."""
     values = {
         "rate_hz": f"{stats.rate_hz:.2f}",
         "rate_hz_per_camera": f"{stats.rate_hz / max(len(settings.cameras), 1):.2f}",
@@ -30,12 +33,24 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
         "frames_dropped": stats.dropped,
         "frames_invalid": stats.invalid,
         "last_invalid_reason": last_invalid_reason,
+        "frames_non_finite": stats.non_finite,
+        "last_non_finite_reason": last_non_finite_reason,
         "active_provider": engine.active_provider,
         "provider_reason": engine.provider_reason,
         "model_path": settings.model_path,
         "cameras": ",".join(settings.cameras),
     }
-    if stats.since_invalid_s is not None and stats.since_invalid_s < RECENT_INVALID_S:
+    recent_non_finite = (stats.since_non_finite_s is not None
+                         and stats.since_non_finite_s < RECENT_INVALID_S)
+    if stats.failing:
+        level, message = DiagnosticStatus.ERROR, (
+            f"model outputs are not finite, nothing is published ({stats.non_finite} frame(s) in "
+            f"total): {last_non_finite_reason}")
+    elif recent_non_finite:
+        level, message = DiagnosticStatus.WARN, (
+            f"model outputs were not finite {stats.since_non_finite_s:.1f} s ago "
+            f"({stats.non_finite} frame(s) in total): {last_non_finite_reason}")
+    elif stats.since_invalid_s is not None and stats.since_invalid_s < RECENT_INVALID_S:
         level, message = DiagnosticStatus.WARN, (
             f"invalid frame(s) rejected {stats.since_invalid_s:.1f} s ago "
             f"({stats.invalid} in total): {last_invalid_reason}")

@@ -72,7 +72,8 @@ class PerceptionNode(LifecycleNode):
         self._pipeline = FramePipeline(
             self._engine, self._outputs, self._vehicle, self._stats, lambda: self.settings,
             lambda msg: self.get_logger().warning(msg, throttle_duration_sec=5.0),
-            lambda: self.get_clock().now().to_msg())
+            lambda: self.get_clock().now().to_msg(),
+            lambda msg: self.get_logger().error(msg, throttle_duration_sec=5.0))
         self._worker = InferenceWorker(self._inputs, self._pipeline.process,
                                        lambda msg: self.get_logger().error(msg),
                                        batch_window_s=lambda: self.settings.batch_window_s)
@@ -151,7 +152,7 @@ class PerceptionNode(LifecycleNode):
         self._outputs.vehicle.diagnostics.publish(diagnostics_message(
             self.get_fully_qualified_name(), self.settings, self._engine, self._stats.snapshot(),
             self._inputs.received, self._pipeline.last_invalid_reason,
-            self.get_clock().now().to_msg()))
+            self.get_clock().now().to_msg(), self._pipeline.last_non_finite_reason))
 
     def _on_parameters_set(self, parameters: list[Parameter]) -> None:
         self.settings = params.read(self)

@@ -2,16 +2,23 @@
 ``unified-perception node`` subcommand. Both accept the usual ROS arguments, e.g.::
 
     perception_node --ros-args --params-file config/car.yaml -p model_path:=/path/model.onnx
+
+SIGINT and SIGTERM end the node cleanly: the executor stops, the lifecycle shutdown transition runs
+while the ROS context is still valid (so its transition event and log lines go out), then the
+context shuts down. rclpy's own signal handler would shut the context down first.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from unified_perception.ros.node import PerceptionNode, autostart
 from unified_perception.ros.params import ParameterError
@@ -19,7 +26,10 @@ from unified_perception.ros.params import ParameterError
 
 def run(ros_args: Sequence[str]) -> int:
     """Start rclpy with ``ros_args`` (argv style), run the node until shutdown. Returns an exit code."""
-    rclpy.init(args=list(ros_args))
+    rclpy.init(args=list(ros_args), signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
         node = PerceptionNode()
@@ -29,7 +39,8 @@ def run(ros_args: Sequence[str]) -> int:
                 "drive it with `ros2 lifecycle set /unified_perception configure`")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except ParameterError as err:
         print(f"perception_node: {err}", file=sys.stderr)
         return 2
@@ -40,6 +51,8 @@ def run(ros_args: Sequence[str]) -> int:
             _shut_down(node)
         if rclpy.ok():
             rclpy.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

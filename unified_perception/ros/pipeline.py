@@ -3,6 +3,9 @@ publish per-camera outputs and hand the primary camera's result to the vehicle o
 
 A frame that cannot be decoded (unsupported encoding, wrong step, truncated data) is counted,
 remembered for the diagnostics and logged (throttled); nothing derived from it is published.
+A frame whose model outputs hold NaN / Inf is treated the same way, at error level: none of its
+outputs is published, the vehicle outputs never see it (the steering watchdog holds the command)
+and the engine restarts that camera's temporal state.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from builtin_interfaces.msg import Time
 
 from unified_perception.ros import builders
 from unified_perception.ros.camera_input import PendingFrame
-from unified_perception.ros.camera_outputs import output_intrinsics, publish_camera
+from unified_perception.ros.camera_outputs import (
+    camera_info_problem, output_intrinsics, publish_camera)
 from unified_perception.ros.params import NodeSettings
 from unified_perception.ros.publishers import OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
@@ -30,17 +34,20 @@ class FramePipeline:
 
     def __init__(self, engine: InferenceEngine, outputs: OutputPublishers, vehicle: VehicleOutputs,
                  stats: RunStats, settings: Callable[[], NodeSettings],
-                 warn_throttled: Callable[[str], None], now: Callable[[], Time]) -> None:
+                 warn_throttled: Callable[[str], None], now: Callable[[], Time],
+                 error_throttled: Callable[[str], None] | None = None) -> None:
         self._engine = engine
         self._outputs = outputs
         self._vehicle = vehicle
         self._stats = stats
         self._settings = settings
         self._warn = warn_throttled
+        self._error = error_throttled or warn_throttled
         self._now = now
         self._palette = semantic_palette(engine.metadata.class_colors)
         self._lock = threading.Lock()
         self._last_invalid = ""
+        self._last_non_finite = ""
 
     def process(self, frames: list[PendingFrame]) -> None:
         decoded = [(f, image) for f in frames if (image := self._decode(f)) is not None]
@@ -52,8 +59,14 @@ class FramePipeline:
         settings = self._settings()
         model_hw = self._engine.input_size
         for (frame, image), result in zip(decoded, results):
+            if not result.finite:
+                self._reject_non_finite(frame, result.non_finite)
+                continue
             frame_id = settings.optical_frame_id(frame.camera_index, frame.msg.header.frame_id)
             hdr = builders.header(frame.msg.header.stamp, frame_id)
+            if problem := camera_info_problem(frame.info, image.shape[:2]):
+                self._warn(f"camera '{frame.camera}': {problem}; using the model's training "
+                           f"intrinsics for depth/camera_info and scene_flow/points")
             K = output_intrinsics(frame.info, image.shape[:2], model_hw, self._engine.metadata)
             publish_camera(self._outputs.cameras[frame.camera], result, hdr, K,
                            self._palette, settings.motion_threshold,
@@ -68,6 +81,20 @@ class FramePipeline:
         """Why the most recent invalid frame was rejected ('' if none was)."""
         with self._lock:
             return self._last_invalid
+
+    @property
+    def last_non_finite_reason(self) -> str:
+        """Which camera and outputs were last not finite ('' if none ever was)."""
+        with self._lock:
+            return self._last_non_finite
+
+    def _reject_non_finite(self, frame: PendingFrame, names: tuple[str, ...]) -> None:
+        self._stats.count_non_finite()
+        reason = f"{frame.camera}: model outputs not finite ({', '.join(names)})"
+        with self._lock:
+            self._last_non_finite = reason
+        self._error(f"dropping a frame from camera '{frame.camera}': {reason}; nothing of it is "
+                    f"published and the camera's temporal state restarts")
 
     def _decode(self, frame: PendingFrame):
         try:

@@ -3,7 +3,8 @@
 The arithmetic lives in :class:`runtime.vehicle_state.VehicleState`: odometry integrates the
 network's ego-motion (only from valid frame pairs) into ``odom -> base_link`` (REP 105); steering
 goes through the runtime's limiter; a watchdog tick holds / decays the command when no valid frame
-came for ``steering.stale_timeout_s``. This class publishes what it computes. A frame whose
+came for ``steering.stale_timeout_s`` (then returns it to straight). This class publishes what it
+computes; a time jump backwards restarts odometry and the path. A frame whose
 steering value is missing never produces a command. Called from the worker thread (results) and the executor
 thread (watchdog), hence the lock.
 """
@@ -84,6 +85,8 @@ class VehicleOutputs:
         update = self._state.odometry(result)
         if update is None:
             return      # invalid pair or non-finite ego-motion: no pose, no twist
+        if update.restarted:
+            self._path.clear()      # time went back: odometry and the path start again
         T_odom_base = update.T_odom_base
         odom = builders.odometry(T_odom_base, update.linear_mps, update.angular_rps,
                                  builders.header(stamp, self._odom_frame), self._base_frame)

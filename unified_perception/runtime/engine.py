@@ -5,7 +5,8 @@
 up, and then turns camera frames into :class:`FrameResult`\\ s. Each camera owns one batch row of the
 model's temporal state: the ``state_out_*`` of its frame t is its ``state_in_*`` at t+1, restarted
 from zeros on its first frame, after :meth:`InferenceEngine.reset`, when time goes backwards or
-when the gap to its previous frame exceeds ``max_gap_s``. With a GPU provider the state stays on the
+when the gap to its previous frame exceeds ``max_gap_s``, and after a frame whose outputs were not
+finite (NaN / Inf: the state it wrote is not trusted either). With a GPU provider the state stays on the
 device between calls (I/O binding, :mod:`runtime.device_state`).
 
 No torch, no rclpy: this is what runs on the car.
@@ -89,6 +90,12 @@ class FrameResult:
     pair_valid: bool
     dt_s: float | None                      # seconds since this camera's previous frame, None after a reset
     reset_reason: str = ""                  # why this camera's state restarted here ("" = it did not)
+    non_finite: tuple[str, ...] = ()        # outputs holding NaN / Inf: publish nothing of this frame
+
+    @property
+    def finite(self) -> bool:
+        """False when any output of this frame holds NaN or Inf (a broken model or input)."""
+        return not self.non_finite
 
 
 def check_session(session: ort.InferenceSession, model: str
@@ -137,7 +144,7 @@ class InferenceEngine:
                                      config.device_id)
                         if on_device and self.state_specs else None)
         self._last_stamp: dict[str, float] = {}
-        self._reset_requested: set[str] = set()
+        self._reset_requested: dict[str, str] = {}     # camera -> why its next frame starts afresh
         self._log(f"unified_perception: running {self.model_path.name} on "
                   f"{DISPLAY_NAMES.get(self.active_provider, self.active_provider)}: "
                   f"{self.provider_reason}")
@@ -164,18 +171,23 @@ class InferenceEngine:
         with self._lock:
             session = self._require_session()
             previous = [self._last_stamp.get(c) for c in cameras]
-            reasons = ["reset requested" if f.camera in self._reset_requested
-                       else reset_reason(p, f.stamp_s, self.config.max_gap_s)
+            reasons = [self._reset_requested.get(f.camera)
+                       or reset_reason(p, f.stamp_s, self.config.max_gap_s)
                        for p, f in zip(previous, frames)]
             fresh = [bool(r) for r in reasons]
             if self._device is not None:
                 outputs = self._device.run(session, image, cameras, fresh, self._host, self.output_names)
             else:
                 outputs = self._run_host(session, image, cameras, fresh)
-            self._reset_requested.difference_update(cameras)
-            for f in frames:
+            bad = non_finite_outputs(outputs, len(frames))
+            for f, names in zip(frames, bad):
+                self._reset_requested.pop(f.camera, None)
+                if names:   # the state this frame wrote is as broken as its outputs
+                    self._reset_requested[f.camera] = (
+                        f"the previous frame's outputs were not finite ({', '.join(names)})")
                 self._last_stamp[f.camera] = f.stamp_s
-        return [self._result(i, f, outputs, None if fresh[i] else f.stamp_s - previous[i], reasons[i])
+        return [self._result(i, f, outputs, None if fresh[i] else f.stamp_s - previous[i], reasons[i],
+                             bad[i])
                 for i, f in enumerate(frames)]
 
     def reset(self, camera: str | None = None) -> None:
@@ -185,10 +197,10 @@ class InferenceEngine:
                 self._device.download(self._host)
             self._host.drop(camera)
             if camera is None:
-                self._reset_requested.update(self._last_stamp)
+                self._reset_requested.update(dict.fromkeys(self._last_stamp, "reset requested"))
                 self._last_stamp.clear()
             elif self._last_stamp.pop(camera, None) is not None:
-                self._reset_requested.add(camera)
+                self._reset_requested[camera] = "reset requested"
 
     def close(self) -> None:
         """Release the session (and its GPU memory). The engine cannot run afterwards."""
@@ -225,7 +237,7 @@ class InferenceEngine:
             session.run(list(self.output_names), feeds)
 
     def _result(self, i: int, frame: CameraFrame, out: dict[str, np.ndarray], dt_s: float | None,
-                reason: str) -> FrameResult:
+                reason: str, non_finite: tuple[str, ...]) -> FrameResult:
         pair_valid = dt_s is not None and "pair_valid" in out and bool(out["pair_valid"][i])
 
         def row(name: str, two_frame: bool = False) -> np.ndarray | None:
@@ -250,7 +262,20 @@ class InferenceEngine:
             pair_valid=pair_valid,
             dt_s=dt_s,
             reset_reason=reason,
+            non_finite=non_finite,
         )
+
+
+def non_finite_outputs(outputs: dict[str, np.ndarray], n: int) -> list[tuple[str, ...]]:
+    """Per batch row, the names of the floating-point outputs holding NaN or Inf (``n`` rows)."""
+    bad: list[list[str]] = [[] for _ in range(n)]
+    for name, value in outputs.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        rows = ~np.isfinite(value.reshape(n, -1)).all(axis=1)
+        for i in np.flatnonzero(rows):
+            bad[i].append(name)
+    return [tuple(names) for names in bad]
 
 
 def _existing_model_file(model_path: str) -> Path:

@@ -9,7 +9,9 @@ Pure numpy + cv2. Works on anything with the fields of ``sensor_msgs/Image`` (``
   Bayer encodings (8 and 16 bit), honouring a padded ``step`` and ``is_bigendian``.
 * :func:`decode_array` -> the native array (``32FC1`` -> ``[H, W] float32``, ``32FC3`` ->
   ``[H, W, 3] float32`` ...) for data images (depth, labels, flow).
-* :func:`decode_compressed_rgb` -> RGB from JPEG / PNG ``CompressedImage`` payloads.
+* :func:`decode_compressed_rgb` -> RGB from JPEG / PNG ``CompressedImage`` payloads; a payload
+  whose header declares more than :data:`MAX_COMPRESSED_PIXELS` is refused before decoding (a few
+  hundred kB of PNG can otherwise expand to gigabytes).
 * :func:`encode_array` -> (encoding, height, width, step, bytes) for publishing.
 
 Every problem a sender can cause raises :class:`ImageDecodeError` naming it.
@@ -166,12 +168,64 @@ def decode_array(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., 0] if channels == 1 else pixels)
 
 
+MAX_COMPRESSED_PIXELS = 40_000_000
+"""Largest image (pixels) a CompressedImage may declare: above any automotive camera (8K UHD is
+33 MP), far below what a crafted header could make the decoder allocate."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}   # start-of-frame markers
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xDA)])         # markers without a length
+
+
+def compressed_size_hw(raw: np.ndarray) -> tuple[int, int] | None:
+    """``(height, width)`` declared by a PNG (IHDR) or JPEG (SOFn) header, None if not found.
+
+    Reads the header only; ``raw`` is the payload as a flat ``uint8`` array.
+    """
+    head = raw[:24].tobytes()
+    if head.startswith(_PNG_SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    data, i = raw, 2
+    while i + 3 < data.size:
+        if data[i] != 0xFF:
+            return None
+        marker = int(data[i + 1])
+        if marker == 0xFF:          # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker == 0xDA:          # start of scan: no frame header before it
+            return None
+        if marker in _JPEG_SOF and i + 8 < data.size:
+            return (int(data[i + 5]) << 8 | int(data[i + 6]), int(data[i + 7]) << 8 | int(data[i + 8]))
+        i += 2 + (int(data[i + 2]) << 8 | int(data[i + 3]))
+    return None
+
+
 def decode_compressed_rgb(msg: Any) -> np.ndarray:
-    """Decode a CompressedImage (JPEG, PNG, anything cv2.imdecode reads) to ``[H, W, 3] uint8`` RGB."""
+    """Decode a CompressedImage (JPEG, PNG, anything cv2.imdecode reads) to ``[H, W, 3] uint8`` RGB.
+
+    Raises :class:`ImageDecodeError` for an empty, undecodable, truncated or oversized payload
+    (more than :data:`MAX_COMPRESSED_PIXELS` declared in its header).
+    """
     raw = _buffer(msg.data)
     if raw.size == 0:
         raise ImageDecodeError(f"compressed image ('{msg.format}') has no data")
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    size_hw = compressed_size_hw(raw)
+    if size_hw is not None and size_hw[0] * size_hw[1] > MAX_COMPRESSED_PIXELS:
+        raise ImageDecodeError(
+            f"compressed image ('{msg.format}', {raw.size} bytes) declares {size_hw[1]}x"
+            f"{size_hw[0]} pixels, more than the {MAX_COMPRESSED_PIXELS} this node decodes")
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    except cv2.error as err:    # OpenCV's own size / format checks
+        raise ImageDecodeError(
+            f"compressed image with format '{msg.format}' ({raw.size} bytes) could not be decoded: "
+            f"{str(err).strip().splitlines()[-1]}") from None
     if image is None:
         raise ImageDecodeError(
             f"compressed image with format '{msg.format}' ({raw.size} bytes) could not be decoded "

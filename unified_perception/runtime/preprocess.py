@@ -69,6 +69,26 @@ def scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[i
     return out
 
 
+def intrinsics_problem(K: np.ndarray, calib_hw: tuple[int, int], image_hw: tuple[int, int]) -> str:
+    """Why a camera's ``[3, 3]`` K (px, calibrated at ``calib_hw``) cannot serve an image of
+    ``image_hw`` ("" when it can).
+
+    K must be finite with positive focal lengths and a last row ``[0, 0, 1]``; a calibration size
+    other than the image's must have the same aspect ratio (within 1 %), so that scaling K to the
+    image is a resize and not a guess.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.isfinite(K).all():
+        return f"intrinsics K are not a finite 3x3 matrix ({K.reshape(-1).tolist()})"
+    if not (K[0, 0] > 0 and K[1, 1] > 0) or not np.allclose(K[2], (0.0, 0.0, 1.0)):
+        return f"intrinsics K need fx, fy > 0 and a last row [0, 0, 1], got {K.reshape(-1).tolist()}"
+    (ch, cw), (ih, iw) = calib_hw, image_hw
+    if min(ch, cw, ih, iw) <= 0 or abs((cw / ch) / (iw / ih) - 1.0) > 0.01:
+        return (f"camera_info is for {cw}x{ch} pixels, the image is {iw}x{ih} (another aspect "
+                f"ratio)")
+    return ""
+
+
 def intrinsics_from_normalized(normalized: Sequence[float], size_hw: tuple[int, int]) -> np.ndarray:
     """``[3, 3] float64`` K at ``size_hw`` from the metadata's normalised intrinsics.
 

@@ -1,4 +1,5 @@
-"""Run statistics for diagnostics: output rate, latency percentiles, dropped and invalid frames.
+"""Run statistics for diagnostics: output rate, latency percentiles, dropped, invalid frames and
+frames whose model outputs were not finite.
 
 Thread-safe: frames are recorded from the inference thread while diagnostics read from the executor.
 Times in seconds in, Hz and milliseconds out.
@@ -25,6 +26,9 @@ class StatsSnapshot(NamedTuple):
     invalid: int         # rejected (bad encoding, wrong step, truncated data, ...)
     window: int          # frames the rate and latencies are computed over
     since_invalid_s: float | None = None   # seconds since the last invalid frame, None if none
+    non_finite: int = 0                     # frames whose model outputs held NaN / Inf
+    since_non_finite_s: float | None = None  # seconds since the last such frame, None if none
+    failing: bool = False                   # the last frame with outputs had non-finite ones
 
 
 class RunStats:
@@ -38,6 +42,8 @@ class RunStats:
         self._latency_s: deque[float] = deque(maxlen=window)
         self._frames = self._dropped = self._invalid = 0
         self._last_invalid_s: float | None = None
+        self._non_finite = 0
+        self._last_non_finite_s: float | None = None
 
     def record_frame(self, done_s: float, latency_s: float) -> None:
         """One processed frame: when it finished (``done_s``, any monotonic clock) and how long
@@ -57,6 +63,16 @@ class RunStats:
             self._invalid += n
             self._last_invalid_s = time.monotonic() if now_s is None else now_s
 
+    def count_non_finite(self, now_s: float | None = None) -> None:
+        """One frame whose model outputs were not finite, at ``now_s`` (monotonic when not given).
+
+        It is not a processed frame: :attr:`StatsSnapshot.failing` holds until the next
+        :meth:`record_frame` with a later ``done_s``.
+        """
+        with self._lock:
+            self._non_finite += 1
+            self._last_non_finite_s = time.monotonic() if now_s is None else now_s
+
     def snapshot(self, now_s: float | None = None) -> StatsSnapshot:
         """Current figures at ``now_s`` (``time.monotonic()`` when not given); rate and latencies
         are 0.0 until two (one) frames were recorded."""
@@ -66,11 +82,15 @@ class RunStats:
             latency = np.asarray(self._latency_s)
             frames, dropped, invalid = self._frames, self._dropped, self._invalid
             since_invalid = None if self._last_invalid_s is None else now_s - self._last_invalid_s
+            last_bad = self._last_non_finite_s
+            failing = last_bad is not None and (not self._done_s or self._done_s[-1] < last_bad)
+            non_finite = self._non_finite
         span = float(done[-1] - done[0]) if len(done) >= 2 else 0.0
         rate = (len(done) - 1) / span if span > 0.0 else 0.0
         p50, p95 = (np.percentile(latency, [50, 95]) * 1e3) if len(latency) else (0.0, 0.0)
         return StatsSnapshot(rate, float(p50), float(p95), frames, dropped, invalid, len(done),
-                             since_invalid)
+                             since_invalid, non_finite,
+                             None if last_bad is None else now_s - last_bad, failing)
 
     def reset(self) -> None:
         with self._lock:
@@ -78,3 +98,5 @@ class RunStats:
             self._latency_s.clear()
             self._frames = self._dropped = self._invalid = 0
             self._last_invalid_s = None
+            self._non_finite = 0
+            self._last_non_finite_s = None

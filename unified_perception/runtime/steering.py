@@ -4,7 +4,8 @@ Angles in radians, positive = left (REP 103); times in seconds. Every output is 
 ``±max_angle_rad``, and differs from the previous output by at most ``max_rate_rad_s`` times the
 time (``now_s``) elapsed since it. Input that is missing, not finite, stale (older than
 ``stale_timeout_s`` at ``now_s``) or out of order is not used: the last safe value is held and the
-reason given.
+reason given. :meth:`SteeringLimiter.decay` returns the command to straight (0 rad) at the rate
+limit, for input that stays away (the watchdog of :class:`runtime.vehicle_state.VehicleState`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,18 @@ class SteeringLimiter:
                                             ("rate limited", step != wanted)) if applies]
         self._angle = angle
         return SteeringOutput(angle, False, ", ".join(notes) or "ok")
+
+    def decay(self, now_s: float) -> SteeringOutput:
+        """Move the command toward straight (0 rad) by at most ``max_rate_rad_s`` per second since
+        the last output; used while no input comes. Always ``held``."""
+        dt = 0.0
+        if self._last_now is not None and math.isfinite(now_s):
+            dt = max(0.0, now_s - self._last_now)
+        if math.isfinite(now_s):
+            self._last_now = now_s
+        step = min(abs(self._angle), self.limits.max_rate_rad_s * dt)
+        self._angle = math.copysign(abs(self._angle) - step, self._angle)
+        return SteeringOutput(self._angle, True, "no steering input: returning to straight")
 
     def _rejection(self, raw_rad: float | None, stamp_s: float, now_s: float) -> str:
         if raw_rad is None:

@@ -2,7 +2,13 @@
 
 The arithmetic the node's vehicle outputs need, without ROS: ego-motion of valid frame pairs is
 chained into ``T_odom_base`` (REP 105) with the body twist of the step; the network's steering goes
-through :class:`SteeringLimiter`. The node (``ros/vehicle.py``) and offline replay
+through :class:`SteeringLimiter`.
+
+Faults: a frame stamped before the previous one (a bag loop, a clock reset) restarts odometry at
+identity (the next step says ``restarted``, so the path starts again); a forward gap only skips
+the step across it (the engine marks that pair invalid). Without a steering output for
+``stale_timeout_s`` the watchdog holds the last command; after ``2 * stale_timeout_s`` it returns
+the command to straight at ``max_rate_rad_s``. A clock that jumps back restarts that timeout. The node (``ros/vehicle.py``) and offline replay
 (``eval/replay_offline.py``) both drive this class, so they compute the same values.
 
 Times in seconds, angles in radians (positive left), transforms ``[4, 4] float64``.
@@ -25,6 +31,7 @@ class OdometryStep(NamedTuple):
     T_odom_base: np.ndarray     # [4, 4] float64
     linear_mps: np.ndarray      # [3] float64, base_link
     angular_rps: np.ndarray     # [3] float64, base_link
+    restarted: bool = False     # first step after odometry restarted at identity (time went back)
 
 
 class VehicleState:
@@ -36,7 +43,9 @@ class VehicleState:
     def __init__(self, T_base_cam: np.ndarray, limits: SteeringLimits) -> None:
         self._odometry = OdometryIntegrator(T_base_cam)
         self._limiter = SteeringLimiter(limits)
-        self._last_output_s: float | None = None
+        self._last_input_s: float | None = None      # last steering output of the network
+        self._last_stamp_s: float | None = None      # stamp of the last frame given to odometry
+        self._odometry_restarted = False
 
     @property
     def T_base_cam(self) -> np.ndarray:
@@ -52,13 +61,18 @@ class VehicleState:
     def restart_steering(self) -> None:
         """Forget the steering history; odometry continues where it was (REP 105)."""
         self._limiter.reset()
-        self._last_output_s = None
+        self._last_input_s = None
 
     def odometry(self, result: FrameResult) -> OdometryStep | None:
         """Integrate the frame's ego-motion; None for an invalid pair or a non-finite step.
 
-        The twist is zero when the result has no time step (``dt_s`` None or 0).
+        The twist is zero when the result has no time step (``dt_s`` None or 0). A frame stamped
+        before the previous one restarts odometry at identity.
         """
+        if self._last_stamp_s is not None and result.stamp_s < self._last_stamp_s:
+            self._odometry.reset()
+            self._odometry_restarted = True
+        self._last_stamp_s = result.stamp_s
         if not result.pair_valid or result.T_cam_prev_cam_cur is None:
             return None
         rejected = self._odometry.rejected_steps
@@ -68,7 +82,8 @@ class VehicleState:
         step = self._odometry.last_step
         linear, angular = ((np.zeros(3), np.zeros(3)) if step is None or not result.dt_s
                            else twist_from_step(step, result.dt_s))
-        return OdometryStep(T_odom_base, linear, angular)
+        restarted, self._odometry_restarted = self._odometry_restarted, False
+        return OdometryStep(T_odom_base, linear, angular, restarted)
 
     def steering(self, result: FrameResult, stamp_s: float, now_s: float) -> SteeringOutput | None:
         """The limited command for the frame's steering output (None when the model gave none).
@@ -77,13 +92,24 @@ class VehicleState:
         """
         if result.steering_rad is None:
             return None
-        self._last_output_s = now_s
+        self._last_input_s = now_s
         return self._limiter.update(result.steering_rad, stamp_s, now_s)
 
     def watchdog(self, now_s: float) -> SteeringOutput | None:
-        """The held command when no steering output came for ``stale_timeout_s``, else None."""
-        last = self._last_output_s
-        if last is None or now_s - last <= self._limiter.limits.stale_timeout_s:
+        """The command while no steering output came for ``stale_timeout_s``, else None.
+
+        Held at its last value until ``2 * stale_timeout_s`` after the last output, then returning
+        to straight at ``max_rate_rad_s`` (one command per call, every call while stale).
+        """
+        last = self._last_input_s
+        if last is None:
             return None
-        self._last_output_s = now_s
+        if now_s < last:        # the clock went back (a bag loop under use_sim_time)
+            self._last_input_s = now_s
+            return None
+        timeout = self._limiter.limits.stale_timeout_s
+        if now_s - last <= timeout:
+            return None
+        if now_s - last > 2.0 * timeout:
+            return self._limiter.decay(now_s)
         return self._limiter.update(None, now_s, now_s)
