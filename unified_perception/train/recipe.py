@@ -213,4 +213,10 @@ def _check_sections(recipe: Recipe) -> None:
 
 
 def _steering_values(recipe: Recipe) -> dict[str, Any]:
-    return dict(recipe.steering)
+    """The steering section, with the synthetic training bags as sequences where it names none
+    (as :func:`steering_recipe.steering_config` does when it runs)."""
+    values = dict(recipe.steering)
+    if not values.get("sequences") and recipe.data.synthetic is not None:
+        from unified_perception.train.data_plan import synthetic_bags
+        values["sequences"] = [str(p) for p in synthetic_bags(recipe, render=False)[0]]
+    return values

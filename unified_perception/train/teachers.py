@@ -37,7 +37,7 @@ class FrozenTeacher(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor, offsets: tuple[int, ...]) -> WindowOutput:
         merged: dict[str, torch.Tensor] = {}
-        T_src = latents = None
+        T_src = latents = latent = None
         for member in self.teacher.members.values():
             out = window_forward(member, images, offsets)
             for name, value in out.current._asdict().items():
@@ -45,9 +45,10 @@ class FrozenTeacher(nn.Module):
                     merged[name] = value
             if T_src is None and out.T_cam_src_cam_cur is not None:
                 T_src = out.T_cam_src_cam_cur
-            latents = out.latents if latents is None else latents
-        return WindowOutput(UnifiedOutput(latent=latents[:, offsets.index(0)], **merged),
-                            T_src, latents)
+            latent = out.current.latent if latent is None else latent
+            if latents is None or out.latents.shape[1] > latents.shape[1]:
+                latents = out.latents
+        return WindowOutput(UnifiedOutput(latent=latent, **merged), T_src, latents)
 
 
 def load_teacher(paths: Mapping[str, str | Path]) -> FrozenTeacher:
