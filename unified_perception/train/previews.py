@@ -25,19 +25,19 @@ def preview_images(model: UnifiedModel, frames: Sequence[Sample],
     sample = frames[-1]
     colors = [c.color_rgb for c in CLASSES]
     out = {"camera": sample.image}
-    if pred.depth_m is not None:
-        views = [colorize_depth(pred.depth_m, *PREVIEW_DEPTH_RANGE_M)]
+    if pred.maps.depth is not None:
+        views = [colorize_depth(pred.maps.depth, *PREVIEW_DEPTH_RANGE_M)]
         if sample.depth_m is not None:
             views.append(colorize_depth(np.where(sample.depth_m > 0, sample.depth_m, np.nan),
                                         *PREVIEW_DEPTH_RANGE_M))
         out["depth"] = np.concatenate(views, axis=0)
-    if pred.semantic is not None:
-        views = [colorize_semantic(pred.semantic, colors)]
+    if pred.maps.semantic is not None:
+        views = [colorize_semantic(pred.maps.semantic, colors)]
         if sample.semantic is not None:
             views.append(colorize_semantic(sample.semantic, colors))
         out["semantic"] = np.concatenate(views, axis=0)
-    if pred.motion is not None and pred.pair_valid:
-        views = [overlay_motion(sample.image, pred.motion.astype(np.float32))]
+    if pred.maps.motion_mask is not None and pred.pair_valid:
+        views = [overlay_motion(sample.image, pred.maps.motion_mask.astype(np.float32))]
         if sample.motion_mask is not None:
             views.append(overlay_motion(sample.image, sample.motion_mask.astype(np.float32)))
         out["motion"] = np.concatenate(views, axis=0)

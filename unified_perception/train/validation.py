@@ -1,12 +1,11 @@
 """Validation during training: run the model frame by frame over held-out sequences, exactly as the
 car runs it (eval mode, temporal state carried from frame to frame), and score every task with the
-metric functions of ``eval/metrics`` next to the trivial baselines.
+same pieces as the evaluation report (``eval/scoring``, ``eval/baselines``, ``eval/metrics``),
+next to the same trivial baselines: the validation set's mean depth, its most frequent class, no
+motion, zero flow, identity ego-motion (the car stands still) and its mean steering angle.
 
-The baselines predict, for every frame: the mean valid ground-truth depth of the validation set
-(depth), its most frequent class (semantic; panoptic = that class as one segment), no motion
-(motion mask), zero flow (scene flow), the identity (ego-motion: the car stands still) and the
-mean steering angle. ``score`` is the mean over tasks of the model's error divided by the baseline's
-error (lower is better; 1.0 = no better than the baseline), the figure that picks ``best.pt``.
+``score`` is the mean over tasks of the model's error divided by the baseline's error (lower is
+better; 1.0 = no better than the baseline): the figure that picks ``best.pt``.
 """
 
 from __future__ import annotations
@@ -17,95 +16,84 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from unified_perception.contract import CLASSES, IGNORE_ID, NUM_CLASSES, THING_CLASS_IDS, Task
+from unified_perception.contract import Task
 from unified_perception.data.base import SequenceDataset
 from unified_perception.data.sample import POSE_FRAME_CAMERA, Sample
-from unified_perception.eval.metrics import (DepthAccumulator, MotionAccumulator,
-                                             PanopticAccumulator, SceneFlowAccumulator,
-                                             SemanticAccumulator, SteeringAccumulator,
-                                             TrajectoryAccumulator)
+from unified_perception.eval.bag_frames import FrameMaps
+from unified_perception.eval.baselines import GroundTruthPriors, PriorsAccumulator, baseline_maps
+from unified_perception.eval.metrics import SteeringAccumulator, TrajectoryAccumulator
+from unified_perception.eval.scoring import DepthRange, PixelScores
 from unified_perception.train.model import UnifiedModel
 
-CLASS_NAMES = tuple(c.name for c in CLASSES)
-DEPTH_CAP_M = 80.0
-
-
-@dataclass
-class TaskScores:
-    """Accumulators of one predictor (the model or the baseline) over the validation set."""
-
-    depth: DepthAccumulator
-    semantic: SemanticAccumulator
-    panoptic: PanopticAccumulator
-    motion: MotionAccumulator
-    scene_flow: SceneFlowAccumulator
-    odometry: TrajectoryAccumulator
-    steering: SteeringAccumulator
-
-    @classmethod
-    def empty(cls) -> "TaskScores":
-        return cls(DepthAccumulator(1e-3, DEPTH_CAP_M, False),
-                   SemanticAccumulator(NUM_CLASSES, CLASS_NAMES),
-                   PanopticAccumulator(THING_CLASS_IDS, NUM_CLASSES, CLASS_NAMES),
-                   MotionAccumulator(), SceneFlowAccumulator(), TrajectoryAccumulator(),
-                   SteeringAccumulator())
+DEPTH_RANGE = DepthRange(1e-3, 80.0, False)
+"""Metric depth, no median scaling, ground truth capped at 80 m (the report's default protocol)."""
 
 
 @dataclass(frozen=True)
 class FramePrediction:
-    """One frame's predictions as numpy (None where the predictor lacks the task).
+    """One frame's predictions: per-pixel maps, ``T_cam_prev_cam_cur`` ``[4, 4]``, steering (rad)
+    and whether the state held a previous frame (two-frame outputs are meaningless otherwise)."""
 
-    depth_m ``[H, W]``; semantic, panoptic ``[H, W]`` int; motion ``[H, W]`` bool; scene_flow
-    ``[H, W, 3]`` m; T_cam_prev_cam_cur ``[4, 4]``; steering_rad float; pair_valid bool.
-    """
-
-    depth_m: np.ndarray | None = None
-    semantic: np.ndarray | None = None
-    panoptic: np.ndarray | None = None
-    motion: np.ndarray | None = None
-    scene_flow: np.ndarray | None = None
+    maps: FrameMaps
     T_cam_prev_cam_cur: np.ndarray | None = None
     steering_rad: float | None = None
     pair_valid: bool = False
 
 
-class SequenceScorer:
-    """Feeds one predictor's frames of one sequence into :class:`TaskScores` (tracks its pose)."""
+def ground_truth_maps(sample: Sample) -> FrameMaps:
+    """The centre frame's ground truth as :class:`FrameMaps`."""
+    return FrameMaps(depth=sample.depth_m, semantic=sample.semantic, instances=sample.instances,
+                     panoptic=sample.panoptic, motion_mask=sample.motion_mask,
+                     scene_flow=sample.scene_flow)
 
-    def __init__(self, scores: TaskScores, motion_threshold: float = 0.5) -> None:
-        self.scores, self.threshold = scores, motion_threshold
-        self.T_odom_cam_pred: np.ndarray | None = None
+
+class PredictorScores:
+    """Every task's accumulators for one predictor (the model or the baseline)."""
+
+    def __init__(self) -> None:
+        self.pixels = PixelScores(DEPTH_RANGE)
+        self.odometry = TrajectoryAccumulator()
+        self.steering = SteeringAccumulator()
+
+    def results(self, tasks: Sequence[Task]) -> dict[str, Any]:
+        """``{task group: metrics}`` for the tasks a model serves (the metrics.json groups)."""
+        has = set(tasks)
+        pixels = self.pixels.results()
+        groups = {"depth": Task.DEPTH, "semantic": Task.SEMANTIC, "panoptic": Task.PANOPTIC,
+                  "motion": Task.MOTION, "scene_flow": Task.SCENE_FLOW}
+        out = {name: pixels[name] for name, task in groups.items()
+               if task in has and pixels[name] is not None}
+        if Task.POSE in has and len(self.odometry.trajectories()[0]) >= 3:
+            out["odometry"] = self.odometry.result()
+        if Task.STEERING in has and self.steering.count:
+            out["steering"] = self.steering.result()
+        return out
+
+
+class SequenceScorer:
+    """Feeds one predictor's frames of one sequence into :class:`PredictorScores`, chaining its
+    ego-motion into a trajectory that starts at the ground truth's first pose."""
+
+    def __init__(self, scores: PredictorScores) -> None:
+        self.scores = scores
+        self.T_odom_cam: np.ndarray | None = None
 
     def update(self, pred: FramePrediction, gt: Sample) -> None:
-        s = self.scores
-        if pred.depth_m is not None and gt.depth_m is not None:
-            s.depth.update(pred.depth_m, gt.depth_m)
-        if pred.semantic is not None and gt.semantic is not None:
-            s.semantic.update(pred.semantic, gt.semantic)
-        if pred.panoptic is not None and gt.panoptic is not None:
-            s.panoptic.update(pred.panoptic, gt.panoptic)
+        maps = pred.maps
+        if not pred.pair_valid:   # no previous frame: two-frame outputs are not scored
+            maps = FrameMaps(depth=maps.depth, semantic=maps.semantic, instances=maps.instances,
+                             panoptic=maps.panoptic)
+        self.scores.pixels.update(maps, ground_truth_maps(gt))
         if pred.steering_rad is not None and gt.steering_rad is not None:
-            s.steering.update(pred.steering_rad, float(gt.steering_rad[gt.center]))
-        if not pred.pair_valid:   # first frame of a sequence: no two-frame outputs
-            self._start_trajectory(gt)
+            self.scores.steering.update(pred.steering_rad, float(gt.steering_rad[gt.center]))
+        if gt.poses is None or gt.pose_frame != POSE_FRAME_CAMERA or pred.T_cam_prev_cam_cur is None:
             return
-        if pred.motion is not None and gt.motion_mask is not None:
-            s.motion.update(pred.motion, gt.motion_mask)
-        if pred.scene_flow is not None and gt.scene_flow is not None:
-            valid = gt.depth_m > 0 if gt.depth_m is not None else np.ones(gt.size, bool)
-            moving = gt.motion_mask if gt.motion_mask is not None else np.zeros(gt.size, bool)
-            s.scene_flow.update(pred.scene_flow, gt.scene_flow, valid, moving)
-        if (pred.T_cam_prev_cam_cur is not None and gt.poses is not None
-                and gt.pose_frame == POSE_FRAME_CAMERA and self.T_odom_cam_pred is not None):
-            self.T_odom_cam_pred = self.T_odom_cam_pred @ pred.T_cam_prev_cam_cur
-            s.odometry.update(float(gt.stamps_s[gt.center]), self.T_odom_cam_pred,
-                              gt.poses[gt.center])
-
-    def _start_trajectory(self, gt: Sample) -> None:
-        if gt.poses is not None and gt.pose_frame == POSE_FRAME_CAMERA:
-            self.T_odom_cam_pred = gt.poses[gt.center].copy()
-            self.scores.odometry.update(float(gt.stamps_s[gt.center]), self.T_odom_cam_pred,
-                                        gt.poses[gt.center])
+        T_gt = gt.poses[gt.center]
+        if not pred.pair_valid or self.T_odom_cam is None:
+            self.T_odom_cam = T_gt.copy()
+        else:
+            self.T_odom_cam = self.T_odom_cam @ pred.T_cam_prev_cam_cur
+        self.scores.odometry.update(float(gt.stamps_s[gt.center]), self.T_odom_cam, T_gt)
 
 
 def model_predictions(model: UnifiedModel, frames: Sequence[Sample],
@@ -119,91 +107,56 @@ def model_predictions(model: UnifiedModel, frames: Sequence[Sample],
         for sample in frames:
             image = torch.from_numpy(np.ascontiguousarray(sample.image))[None].to(device)
             out, state = model(image, state)
-            pair = bool(out.pair_valid[0]) if out.pair_valid is not None else False
-            preds.append(FramePrediction(
-                depth_m=_np(out.depth_m, (0, 0)),
-                semantic=_np(out.semantic, (0,)) if Task.SEMANTIC in has else None,
-                panoptic=_np(out.panoptic, (0,)) if Task.PANOPTIC in has else None,
-                motion=None if out.motion_prob is None or Task.MOTION not in has
+            maps = FrameMaps(
+                depth=_np(out.depth_m, (0, 0)),
+                semantic=_np(out.semantic, (0,), np.uint8) if Task.SEMANTIC in has else None,
+                instances=_np(out.instances, (0,), np.int32) if Task.INSTANCE in has else None,
+                panoptic=_np(out.panoptic, (0,), np.int32) if Task.PANOPTIC in has else None,
+                motion_mask=None if out.motion_prob is None or Task.MOTION not in has
                 else _np(out.motion_prob, (0, 0)) > 0.5,
-                scene_flow=None if out.scene_flow_m is None
-                else _np(out.scene_flow_m, (0,)).transpose(1, 2, 0),
-                T_cam_prev_cam_cur=_np(out.T_cam_prev_cam_cur, (0,)).astype(np.float64)
+                scene_flow=None if out.scene_flow_m is None or Task.SCENE_FLOW not in has
+                else _np(out.scene_flow_m, (0,)).transpose(1, 2, 0))
+            preds.append(FramePrediction(
+                maps,
+                T_cam_prev_cam_cur=_np(out.T_cam_prev_cam_cur, (0,), np.float64)
                 if out.T_cam_prev_cam_cur is not None and Task.POSE in has else None,
                 steering_rad=None if out.steering_rad is None else float(out.steering_rad[0, 0]),
-                pair_valid=pair))
+                pair_valid=out.pair_valid is not None and bool(out.pair_valid[0])))
     model.train(was_training)
     return preds
 
 
-def _np(tensor: torch.Tensor | None, index: tuple[int, ...]) -> np.ndarray | None:
-    if tensor is None:
-        return None
-    return tensor[index].detach().float().cpu().numpy() if tensor.is_floating_point() \
-        else tensor[index].detach().cpu().numpy()
+def _np(tensor: torch.Tensor | None, index: tuple[int, ...],
+        dtype: type = np.float32) -> np.ndarray | None:
+    return None if tensor is None else tensor[index].detach().cpu().numpy().astype(dtype)
 
 
-@dataclass(frozen=True)
-class BaselinePredictor:
-    """The trivial predictions (see the module docstring), fitted on the validation ground truth."""
+def baseline_prediction(sample: Sample, priors: GroundTruthPriors, first: bool) -> FramePrediction:
+    """The trivial predictor's frame (see the module docstring)."""
+    gt = ground_truth_maps(sample)
+    return FramePrediction(baseline_maps(gt, gt, priors), np.eye(4), priors.mean_steering_rad,
+                           pair_valid=not first)
 
-    mean_depth_m: float
-    frequent_class: int
-    mean_steering_rad: float
 
-    @classmethod
-    def fit(cls, sequences: Sequence[Sequence[Sample]]) -> "BaselinePredictor":
-        depth_sum, depth_n, steering = 0.0, 0, []
-        counts = np.zeros(NUM_CLASSES, np.int64)
-        for frames in sequences:
-            for s in frames:
-                if s.depth_m is not None:
-                    valid = (s.depth_m > 0) & (s.depth_m <= DEPTH_CAP_M)
-                    depth_sum += float(s.depth_m[valid].sum())
-                    depth_n += int(valid.sum())
-                if s.semantic is not None:
-                    labels = s.semantic[s.semantic != IGNORE_ID]
-                    counts += np.bincount(labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
-                if s.steering_rad is not None:
-                    steering.append(float(s.steering_rad[s.center]))
-        return cls(depth_sum / max(depth_n, 1), int(np.argmax(counts)),
-                   float(np.mean(steering)) if steering else 0.0)
-
-    def predict(self, sample: Sample, first: bool) -> FramePrediction:
-        h, w = sample.size
-        return FramePrediction(
-            depth_m=np.full((h, w), self.mean_depth_m, np.float32),
-            semantic=np.full((h, w), self.frequent_class, np.int32),
-            panoptic=np.full((h, w), self.frequent_class * 1000, np.int32),
-            motion=np.zeros((h, w), bool), scene_flow=np.zeros((h, w, 3), np.float32),
-            T_cam_prev_cam_cur=np.eye(4), steering_rad=self.mean_steering_rad, pair_valid=not first)
+def ground_truth_priors(sequences: Sequence[Sequence[Sample]]) -> GroundTruthPriors:
+    """Mean depth, most frequent class and mean steering of the validation ground truth."""
+    acc = PriorsAccumulator(DEPTH_RANGE.min_m, DEPTH_RANGE.max_m)
+    steering = []
+    for frames in sequences:
+        for s in frames:
+            if s.depth_m is not None:
+                acc.add_depth(s.depth_m)
+            if s.semantic is not None:
+                acc.add_semantic(s.semantic)
+            if s.steering_rad is not None:
+                steering.append(float(s.steering_rad[s.center]))
+    return acc.result(np.asarray(steering) if steering else None)
 
 
 def load_frames(dataset: SequenceDataset, max_frames: int = 0) -> list[Sample]:
     """The first ``max_frames`` (0 = all) single-frame samples of a sequence, in order."""
     count = len(dataset) if max_frames <= 0 else min(max_frames, len(dataset))
     return [dataset[i] for i in range(count)]
-
-
-def task_results(scores: TaskScores, tasks: Sequence[Task]) -> dict[str, Any]:
-    """``{task group: metrics}`` for the tasks a model serves (the metrics.json keys)."""
-    has = set(tasks)
-    out: dict[str, Any] = {}
-    if Task.DEPTH in has:
-        out["depth"] = scores.depth.result()
-    if Task.SEMANTIC in has:
-        out["semantic"] = scores.semantic.result()
-    if Task.PANOPTIC in has:
-        out["panoptic"] = scores.panoptic.result()
-    if Task.MOTION in has:
-        out["motion"] = scores.motion.result()
-    if Task.SCENE_FLOW in has:
-        out["scene_flow"] = scores.scene_flow.result()
-    if Task.POSE in has:
-        out["odometry"] = scores.odometry.result()
-    if Task.STEERING in has:
-        out["steering"] = scores.steering.result()
-    return out
 
 
 def relative_errors(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]:
@@ -223,10 +176,7 @@ def relative_errors(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str
     out = {}
     for task, fn in table.items():
         if task in model and task in baseline:
-            try:
-                value = fn(model[task], baseline[task])
-            except (KeyError, TypeError):
-                continue
+            value = fn(model[task], baseline[task])
             if np.isfinite(value):
                 out[task] = value
     return out
@@ -260,13 +210,12 @@ class Validator:
         self.sequences = [load_frames(d, max_frames) for d in datasets]
         if not any(self.sequences):
             raise ValueError("the validation data sets hold no frames")
-        self.baseline_predictor = BaselinePredictor.fit(self.sequences)
-        scores = TaskScores.empty()
+        self.priors = ground_truth_priors(self.sequences)
+        self.baseline_scores = PredictorScores()
         for frames in self.sequences:
-            scorer = SequenceScorer(scores)
+            scorer = SequenceScorer(self.baseline_scores)
             for i, sample in enumerate(frames):
-                scorer.update(self.baseline_predictor.predict(sample, i == 0), sample)
-        self.baseline_scores = scores
+                scorer.update(baseline_prediction(sample, self.priors, i == 0), sample)
 
     @property
     def frames(self) -> int:
@@ -275,14 +224,14 @@ class Validator:
     def run(self, model: UnifiedModel, device: torch.device | str = "cpu",
             score_tasks: Sequence[str] | None = None) -> ValidationResult:
         """Score ``model`` (restored to its training mode afterwards); ``score`` averages the
-        relative errors of ``score_tasks`` (task groups as in :func:`task_results`; None = all)."""
-        scores = TaskScores.empty()
+        relative errors of ``score_tasks`` (metrics.json groups; None = all)."""
+        scores = PredictorScores()
         for frames in self.sequences:
             scorer = SequenceScorer(scores)
             for pred, sample in zip(model_predictions(model, frames, device), frames):
                 scorer.update(pred, sample)
-        model_metrics = task_results(scores, model.tasks)
-        baseline = task_results(self.baseline_scores, model.tasks)
+        model_metrics = scores.results(model.tasks)
+        baseline = self.baseline_scores.results(model.tasks)
         relative = relative_errors(model_metrics, baseline)
         scored = [v for k, v in relative.items() if score_tasks is None or k in score_tasks]
         score = float(np.mean(scored)) if scored else float("inf")
