@@ -27,6 +27,7 @@ from unified_perception.contract import (CONTRACT_VERSION, DEFAULT_STEERING_WIND
                                          SCENE_FLOW, SEMANTIC, STATE_IN_PREFIX, STATE_OUT_PREFIX,
                                          STEERING, DEPTH, INSTANCES, ModelMetadata,
                                          expected_outputs)
+from unified_perception.train.export_fp16 import store_weights_fp16
 from unified_perception.train.model import TemporalState, UnifiedModel, UnifiedOutput
 
 DEFAULT_OPSET = 18
@@ -154,7 +155,7 @@ def _declare_static_output_shapes(proto: onnx.ModelProto,
 def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None = None,
                  data_summary: dict | None = None,
                  intrinsics_normalized: Sequence[float] | None = None,
-                 opset: int = DEFAULT_OPSET) -> Path:
+                 opset: int = DEFAULT_OPSET, weights_fp16: bool = False) -> Path:
     """Write ``model`` as one ONNX file at ``path`` under the contract; returns the path.
 
     Uses the TorchScript-based exporter (``dynamo=False``): it handles the data-independent control
@@ -162,6 +163,8 @@ def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None =
     a constant in the graph (the model computes spatial sizes from its configured input size, not
     from ``tensor.shape``); leftover constant subgraphs are folded (:func:`fold_constants`). The
     result is checked with ``onnx.checker`` (full check, shape inference included).
+    ``weights_fp16``: store the weights as float16, computed in float32
+    (:func:`~unified_perception.train.export_fp16.store_weights_fp16`): half the file size.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +189,8 @@ def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None =
     model.train(was_training)
     proto = fold_constants(onnx.load(str(path)))
     _declare_static_output_shapes(proto, dict(zip(names_out, shapes)))
+    if weights_fp16:
+        store_weights_fp16(proto)
     del proto.metadata_props[:]
     for key, value in metadata.to_props().items():
         entry = proto.metadata_props.add()
