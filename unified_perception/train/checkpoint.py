@@ -117,13 +117,47 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "") -> Uni
     return model
 
 
+def check_architecture(payload: dict[str, Any], expected: ModelConfig, path: str | Path = "", *,
+                       same_size: bool = True, hint: str = "") -> None:
+    """Raise one :class:`CheckpointError` when the checkpoint's ``model_config`` is another
+    architecture than ``expected`` (backbone, tasks, preset, head overrides; and the input size
+    when ``same_size``). A checkpoint without ``model_config`` is left to the weight loader."""
+    saved = payload.get("model_config")
+    if saved is None:
+        return
+    saved = ModelConfig.from_dict(saved)
+    fields = ["backbone", "tasks", "preset", "head_overrides"]
+    if same_size:
+        fields += ["input_height", "input_width"]
+    differ = [f for f in fields if getattr(saved, f) != getattr(expected, f)]
+    if differ:
+        changes = ", ".join(f"{f} {_shown(getattr(saved, f))} (wanted {_shown(getattr(expected, f))})"
+                            for f in differ)
+        raise CheckpointError(f"checkpoint '{path}' holds another model: {changes}"
+                              + (f"; {hint}" if hint else ""))
+
+
+def _shown(value: Any) -> str:
+    return "[" + ", ".join(value) + "]" if isinstance(value, tuple) else repr(value)
+
+
 def load_model_weights(model: UnifiedModel, state: dict[str, Any], path: str | Path = "") -> None:
-    """Load a state dict, turning a mismatch into one message that names the differing keys."""
+    """Load a state dict, turning a mismatch into one message that counts the differing keys and
+    names the first of each kind."""
     try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0:3]
+        result = model.load_state_dict(state, strict=False)
+        problems = []
+        if result.missing_keys:
+            problems.append(f"{len(result.missing_keys)} weights missing (first: "
+                            f"{result.missing_keys[0]})")
+        if result.unexpected_keys:
+            problems.append(f"{len(result.unexpected_keys)} unexpected weights (first: "
+                            f"{result.unexpected_keys[0]})")
+    except RuntimeError as err:       # shapes differ
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        problems = [f"{len(lines)} weights of another shape (first: {lines[0] if lines else err})"]
+    if problems:
         raise CheckpointError(
             f"checkpoint '{path}' does not fit this model ({model.backbone_name}, tasks "
-            f"{[t.value for t in model.tasks]}): {' '.join(first)}; use a checkpoint trained with "
-            "the same backbone, preset and tasks") from None
+            f"{[t.value for t in model.tasks]}): {'; '.join(problems)}; use a checkpoint trained "
+            "with the same backbone, preset and tasks")

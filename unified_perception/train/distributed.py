@@ -8,8 +8,10 @@ one process and these helpers are no-ops. Only rank 0 writes checkpoints and log
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -64,3 +66,21 @@ def broadcast_flag(ctx: DistributedContext, value: bool) -> bool:
     flag = torch.tensor([1.0 if value else 0.0], device=ctx.device)
     dist.broadcast(flag, src=0)
     return bool(flag.item() > 0.5)
+
+
+def state_digest(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 over the names and exact bytes of ``named_tensors`` (e.g. ``named_parameters()``)."""
+    digest = hashlib.sha256()
+    for name, tensor in named_tensors:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def gather_digests(ctx: DistributedContext, digest: str) -> list[str]:
+    """Every rank's ``digest`` in rank order (``[digest]`` in one process)."""
+    if not ctx.enabled:
+        return [digest]
+    out: list[str | None] = [None] * ctx.world_size
+    dist.all_gather_object(out, digest)
+    return [str(d) for d in out]

@@ -41,6 +41,7 @@ class ModelSection:
     preset: str = "light"
     head_overrides: dict[str, Any] = field(default_factory=dict)
     imagenet_weights: Path | None = None     # local torchvision-layout state dict for the backbone
+    imagenet_weights_optional: bool = False  # true: a missing imagenet_weights file means random init
     init_checkpoint: Path | None = None      # start from these weights (e.g. an earlier stage)
 
     def model_config(self) -> ModelConfig:

@@ -28,12 +28,12 @@ from torch import nn
 
 from unified_perception.contract import Task
 from unified_perception.train.batch import Batch
-from unified_perception.train.checkpoint import (BEST, LATEST, CheckpointError, ModelConfig,
+from unified_perception.train.checkpoint import (BEST, LATEST, ModelConfig, check_architecture,
                                                  load_checkpoint, load_model_weights,
                                                  save_checkpoint)
 from unified_perception.train.distributed import (DistributedContext, barrier, broadcast_flag,
-                                                  init_distributed)
-from unified_perception.train.model import UnifiedModel
+                                                  gather_digests, init_distributed, state_digest)
+from unified_perception.train.model import TEACHER_GROUPS, UnifiedModel
 from unified_perception.train.optim import build_optimizer, build_scheduler
 from unified_perception.train.recipe import Recipe
 from unified_perception.train.window_forward import WindowOutput, window_forward
@@ -135,16 +135,26 @@ class Trainer:
     def _build_model(self) -> UnifiedModel:
         model = self.model_config.build(seed=self.recipe.seed)
         section = self.recipe.model
-        if section.imagenet_weights is not None:
+        self.backbone_init = "random"
+        weights = section.imagenet_weights
+        if weights is not None and not weights.is_file() and section.imagenet_weights_optional:
+            self._log(f"model.imagenet_weights: {weights} not found; the backbone starts from "
+                      "random weights (imagenet_weights_optional)")
+        elif weights is not None:
             from unified_perception.train.backbones import load_pretrained
             try:
-                report = load_pretrained(model.encoder, section.imagenet_weights)
+                report = load_pretrained(model.encoder, weights)
             except (FileNotFoundError, ValueError) as err:
                 raise TrainingError(f"model.imagenet_weights: {err}") from None
+            self.backbone_init = f"ImageNet ({weights.name})"
             self._log(str(report))
         if section.init_checkpoint is not None:
             payload = load_checkpoint(section.init_checkpoint)
+            check_architecture(payload, self.model_config, section.init_checkpoint, same_size=False,
+                               hint="model.init_checkpoint must be a model of the recipe's "
+                                    "backbone, preset and tasks")
             load_model_weights(model, payload["model"], section.init_checkpoint)
+            self.backbone_init = f"checkpoint ({section.init_checkpoint})"
         return model
 
     def _build_teacher(self) -> nn.Module | None:
@@ -153,6 +163,7 @@ class Trainer:
         from unified_perception.train.teachers import load_teacher
         teacher = load_teacher(self.recipe.teachers).to(self.ctx.device)
         for name, member in teacher.teacher.members.items():
+            self._check_teacher_tasks(name, member)
             if (member.input_height, member.input_width) != (self.model.input_height,
                                                              self.model.input_width):
                 raise TrainingError(
@@ -160,6 +171,21 @@ class Trainer:
                     f"student runs at {self.model.input_height}x{self.model.input_width}; train the "
                     "teachers at the student's size")
         return teacher
+
+    def _check_teacher_tasks(self, name: str, member: UnifiedModel) -> None:
+        """A teacher must serve some of the student's tasks, and a member named after a teacher
+        group (``depth``, ``segmentation``, ``motion``) must serve that group."""
+        tasks = {t.value for t in member.tasks}
+        path = self.recipe.teachers[name]
+        group = {t.value for t in TEACHER_GROUPS.get(name, ())}
+        if group and not group <= tasks:
+            raise TrainingError(f"teachers.{name}: '{path}' is a model of tasks {sorted(tasks)}, not "
+                                f"a {name} teacher ({sorted(group)}); point it at the {name} "
+                                "teacher's checkpoint")
+        if not tasks & set(self.model_config.tasks):
+            raise TrainingError(f"teachers.{name}: '{path}' serves tasks {sorted(tasks)}, none of "
+                                f"the student's {list(self.model_config.tasks)}; remove it or give "
+                                "a teacher of the student's tasks")
 
     def _build_data(self) -> tuple[list, Any]:
         from unified_perception.train.data_plan import render_recipe_bags, training_data
@@ -200,7 +226,7 @@ class Trainer:
                 "intrinsics_normalized": self.intrinsics, "step": self.step,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "balancer": self.balancer.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_state(), "best": self.best}
+                "rng": rng_state(), "best": self.best, "backbone_init": self.backbone_init}
 
     def save(self, name: str) -> Path | None:
         """Write ``name`` (rank 0). A failed write (disk full) keeps the previous file and stops
@@ -219,10 +245,7 @@ class Trainer:
         if not path.is_file():
             raise TrainingError(f"--resume: no {LATEST} in {self.out_dir}; start without --resume")
         payload = load_checkpoint(path)
-        saved = payload.get("model_config")
-        if saved != self.model_config.to_dict():
-            raise CheckpointError(f"{path} was written for model {saved}, the recipe asks for "
-                                  f"{self.model_config.to_dict()}; use another --out")
+        check_architecture(payload, self.model_config, path, hint="use another --out")
         load_model_weights(self.model, payload["model"], path)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
@@ -349,8 +372,22 @@ class Trainer:
             self._restore_signal_handlers(previous)
             if self.writer is not None:
                 self.writer.flush()
-        barrier(self.ctx)
+        self.check_replicas()
         return self.out_dir
+
+    def check_replicas(self) -> None:
+        """Under DDP: compare every rank's parameter digest (they must be equal after
+        synchronised steps); rank 0 writes them to ``replicas.json``. A difference is an error."""
+        if not self.ctx.enabled:
+            return
+        digests = gather_digests(self.ctx, state_digest(self.model.named_parameters()))
+        if self.ctx.is_main:
+            (self.out_dir / "replicas.json").write_text(json.dumps(
+                {"step": self.step, "world_size": self.ctx.world_size,
+                 "parameter_sha256": digests}, indent=2))
+        if len(set(digests)) > 1:
+            raise TrainingError(f"the ranks' weights differ after step {self.step} "
+                                f"({self.out_dir / 'replicas.json'}); do not use this run")
 
     # -- logging ----------------------------------------------------------------------------------
 
