@@ -1,5 +1,6 @@
 """Launch the unified_perception lifecycle node on the car.
 
+    ros2 launch unified_perception car.launch.py       # the shipped model (config/car.yaml)
     ros2 launch unified_perception car.launch.py model_path:=/path/to/unified.onnx
     ros2 launch unified_perception car.launch.py namespace:=perception camera:=front \
         image_topic:=/sensors/front/image_raw camera_info_topic:=/sensors/front/camera_info
@@ -7,7 +8,8 @@
 The node configures and activates itself (its ``autostart`` parameter, from the ``autostart``
 argument); with ``autostart:=false`` it waits unconfigured for a lifecycle manager or
 ``ros2 lifecycle set``. Every node parameter is in the params file (default: the installed
-config/car.yaml); ``model_path:=`` overrides the file's value when given.
+config/car.yaml, whose model_path is the shipped model in share/unified_perception/models);
+``model_path:=`` overrides the file's value when given.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the node and all its relative topics"),
         DeclareLaunchArgument("model_path", default_value="",
-                              description="ONNX model; empty = the params file's model_path"),
+                              description="ONNX model; empty = the params file's model_path (the "
+                                          "shipped model)"),
         DeclareLaunchArgument("camera", default_value="front",
                               description="camera (from the params file's cameras) the topic "
                                           "remaps below apply to"),

@@ -26,6 +26,7 @@ from unified_perception.ros.publishers import OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.ros.worker import InferenceWorker
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
+from unified_perception.runtime.model_files import resolve_model_path, where_looked
 from unified_perception.runtime.stats import RunStats
 
 NODE_NAME = "unified_perception"
@@ -54,11 +55,12 @@ class PerceptionNode(LifecycleNode):
 
     # ---------------------------------------------------------------- lifecycle transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        model = os.path.expanduser(self.settings.model_path)
-        if not model or not os.path.isfile(model):
+        model = str(resolve_model_path(self.settings.model_path))
+        if not self.settings.model_path or not os.path.isfile(model):
             self.get_logger().error(
                 f"cannot configure: model_path '{self.settings.model_path}' is not a file; set "
-                f"the parameter model_path to an exported .onnx model (`unified-perception export`)")
+                f"the parameter model_path to an exported .onnx model (`unified-perception export`)"
+                + where_looked(self.settings.model_path))
             return FAILURE
         try:
             self._engine = InferenceEngine(self._engine_config(model), log=self.get_logger().info)

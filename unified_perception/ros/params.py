@@ -18,6 +18,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from unified_perception import topics
+from unified_perception.runtime.model_files import SHIPPED_MODEL
 
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
@@ -87,8 +88,10 @@ def _non_empty(v: Sequence[str]) -> str | None:
 
 PARAMS: tuple[ParamSpec, ...] = (
     # Model and engine (read-only: changing them means cleanup + configure).
-    ParamSpec("model_path", "", str,
-              "ONNX model file following the unified_perception contract; '~' is expanded"),
+    ParamSpec("model_path", SHIPPED_MODEL, str,
+              "ONNX model file following the unified_perception contract; '~' is expanded; a bare "
+              "file name not in the working directory is looked up in the package's models "
+              "folder (default: the shipped model)"),
     ParamSpec("providers", ["tensorrt", "cuda", "cpu"], "str[]",
               "ONNX Runtime providers in order of preference; the first that loads is used",
               check=lambda v: None if v and set(v) <= {"tensorrt", "cuda", "cpu"} else

@@ -1,0 +1,64 @@
+"""Where the package's models live and how a ``model_path`` value becomes a file.
+
+The shipped model (:data:`SHIPPED_MODEL`, trained by the committed synthetic recipe chain) sits in
+the repository's ``models/`` and is installed into ``share/unified_perception/models`` (setup.py
+``data_files``; colcon puts it under the install prefix, pip under ``sys.prefix``). A
+``model_path`` that is a bare file name, such as config/car.yaml's default, is looked up in those
+folders when it is not a file in the working directory; any other path is used as given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+PACKAGE = "unified_perception"
+SHIPPED_MODEL = "unified_synthetic_resnet18.onnx"
+"""File name of the shipped model (its model card: the same name with ``.md``)."""
+
+
+def models_folders() -> tuple[Path, ...]:
+    """The package's model folders, in lookup order: the checkout's ``models/`` (when running from
+    the sources), the ament share folder (colcon install), ``sys.prefix`` share (pip install)."""
+    folders = [Path(__file__).resolve().parents[2] / "models"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        folders.append(Path(get_package_share_directory(PACKAGE)) / "models")
+    except Exception:  # no ament index, or the package is not installed with colcon
+        pass
+    folders.append(Path(sys.prefix) / "share" / PACKAGE / "models")
+    unique: list[Path] = []
+    for folder in folders:
+        if folder not in unique:
+            unique.append(folder)
+    return tuple(unique)
+
+
+def resolve_model_path(model_path: str, folders: Sequence[Path] | None = None) -> Path:
+    """The file ``model_path`` names: ``~`` expanded; a bare file name that is not a file in the
+    working directory is looked up in ``folders`` (default :func:`models_folders`; the first
+    folder holding it wins). When nothing is found the path is returned as given, for the caller's
+    "not found" message."""
+    path = Path(os.path.expanduser(model_path))
+    if not model_path or path.is_file() or path.name != model_path:
+        return path
+    for folder in models_folders() if folders is None else folders:
+        if (folder / model_path).is_file():
+            return folder / model_path
+    return path
+
+
+def shipped_model_path() -> Path | None:
+    """The installed or checked-out shipped model, None when no models folder holds it."""
+    found = resolve_model_path(SHIPPED_MODEL)
+    return found if found.is_file() else None
+
+
+def where_looked(model_path: str) -> str:
+    """For a "not found" message: where a bare file name was looked up ("" for other paths)."""
+    if not model_path or Path(model_path).name != model_path:
+        return ""
+    return (" (a bare file name is looked up in the working directory, then in the package's "
+            f"models folders: {', '.join(str(f) for f in models_folders())})")
