@@ -12,7 +12,7 @@ from unified_perception.contract import IGNORE_ID
 from unified_perception.data.sample import PANOPTIC_IGNORE
 from unified_perception.train.batch import Batch
 from unified_perception.train.geometry import pose_vector_to_matrix
-from unified_perception.train.heads.depth import DISP_RANGE
+from unified_perception.train.heads.depth import depth_to_disparity as heads_depth_to_disparity
 from unified_perception.train.model import UnifiedOutput
 from unified_perception.train.window_forward import WindowOutput
 
@@ -67,9 +67,7 @@ def make_batch(images: Tensor, K: Tensor | None = None, offsets: tuple[int, ...]
 
 def depth_to_disparity(depth_m: Tensor, depth_range_m: tuple[float, float]) -> Tensor:
     """The disparity in [0.01, 1] that ``heads.depth.disparity_to_depth`` maps to ``depth_m``."""
-    lo, hi = DISP_RANGE
-    min_inv, max_inv = 1.0 / depth_range_m[1], 1.0 / depth_range_m[0]
-    return lo + (hi - lo) * (1.0 / depth_m - min_inv) / (max_inv - min_inv)
+    return heads_depth_to_disparity(depth_m, *depth_range_m)
 
 
 def window_output(disparities: tuple[Tensor, ...] | None = None,

@@ -192,6 +192,8 @@ class UnifiedModel(nn.Module):
         for name, module in self.head_modules().items():
             if name != "encoder":
                 init_head_weights(module)
+        if self.panoptic is not None:
+            self.panoptic.init_output_layers()
 
     @property
     def latent_dim(self) -> int:

@@ -191,10 +191,11 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None,
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``; mappings merge key by key, anything else is replaced."""
+    """``top`` over ``base``; mappings merge key by key, anything else (an empty mapping too:
+    ``teachers: {}`` removes the base's teachers) is replaced."""
     out = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from OUT/latest.pt (a chain skips finished stages)")
     parser.add_argument("--steps", type=int, help="stop after this many steps (smoke runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads per process for torch (default: torch's choice, one per "
+                             "core); 1 is faster when other work shares the cores")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -29,6 +32,9 @@ def main(args: argparse.Namespace) -> int:
     from unified_perception.train.recipe import RecipeError, load_recipe
     from unified_perception.train.trainer import TrainingError
     from unified_perception.data.errors import DatasetError
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         recipe = load_recipe(args.recipe, out_root=args.out.parent)
         run_recipe(recipe, args.out, resume=args.resume, max_steps=args.steps,
