@@ -19,7 +19,8 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
                         stats: StatsSnapshot, received: int, last_invalid_reason: str,
                         stamp: Time, last_non_finite_reason: str = "") -> DiagnosticArray:
     """One status named after the node: OK while frames flow; ERROR while the model's outputs are
-    not finite (from such a frame until the next good one); WARN when frames were rejected or
+    not finite (from such a frame until the next good one); WARN when no frame was processed for
+    ``steering.stale_timeout_s`` (the steering watchdog holds), when frames were rejected or
     outputs were not finite in the last :data:`RECENT_INVALID_S`, or none was processed yet.
     Rate (frames of all cameras per second) and latency (receipt to published) are over the
     recent window."""
@@ -46,6 +47,10 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
         level, message = DiagnosticStatus.ERROR, (
             f"model outputs are not finite, nothing is published ({stats.non_finite} frame(s) in "
             f"total): {last_non_finite_reason}")
+    elif stats.since_frame_s is not None and stats.since_frame_s > settings.steering_stale_timeout_s:
+        level, message = DiagnosticStatus.WARN, (
+            f"no camera frame processed for {stats.since_frame_s:.1f} s: steering is held, then "
+            f"returned to straight")
     elif recent_non_finite:
         level, message = DiagnosticStatus.WARN, (
             f"model outputs were not finite {stats.since_non_finite_s:.1f} s ago "

@@ -29,6 +29,7 @@ class StatsSnapshot(NamedTuple):
     non_finite: int = 0                     # frames whose model outputs held NaN / Inf
     since_non_finite_s: float | None = None  # seconds since the last such frame, None if none
     failing: bool = False                   # the last frame with outputs had non-finite ones
+    since_frame_s: float | None = None      # seconds since the last processed frame, None if none
 
 
 class RunStats:
@@ -90,7 +91,8 @@ class RunStats:
         p50, p95 = (np.percentile(latency, [50, 95]) * 1e3) if len(latency) else (0.0, 0.0)
         return StatsSnapshot(rate, float(p50), float(p95), frames, dropped, invalid, len(done),
                              since_invalid, non_finite,
-                             None if last_bad is None else now_s - last_bad, failing)
+                             None if last_bad is None else now_s - last_bad, failing,
+                             float(now_s - done[-1]) if len(done) else None)
 
     def reset(self) -> None:
         with self._lock:
