@@ -39,7 +39,7 @@ from unified_perception.train.backbones import load_pretrained
 from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, load_model_weights,
                                                  model_from_checkpoint, save_checkpoint)
 from unified_perception.train.heads.steering import AttentionPoolSteering, FrameLatent
-from unified_perception.train.model import UnifiedModel
+from unified_perception.train.model import UnifiedModel, head_options
 from unified_perception.train.steering_cache import FeatureCache, encoder_digest, pool_features, \
     read_sequence, SequenceFrames
 from unified_perception.train.steering_fit import (CachedFeatures, EncodedFeatures, FitSettings,
@@ -237,7 +237,8 @@ class _Stage:
         self.model_config = (ModelConfig() if self.payload is None
                              else ModelConfig.from_dict(self.payload["model_config"]))
         self.size = (self.model_config.input_height, self.model_config.input_width)
-        self.window = config.window or self._fresh_model().options.steering_window
+        mc = self.model_config
+        self.window = config.window or head_options(mc.preset, **mc.head_overrides).steering_window
         if config.finetune_window is not None and config.finetune_window > self.window:
             raise SteeringStageError(f"'finetune_window' ({config.finetune_window}) exceeds the "
                                      f"window ({self.window})")
@@ -264,12 +265,11 @@ class _Stage:
     def data_for(self, mode: str, model: UnifiedModel) -> _ModeData:
         """Cached pooled features (frozen encoders) or the images (fine-tuning) of all sequences."""
         model.to(self.device)
-        used = self.config.finetune_window if mode == "finetune" else None
         if mode == "finetune":
             sequences = [self.frames(p) for p in self.config.sequences]
             images = torch.from_numpy(np.concatenate([s.images for s in sequences]))
             windows = build_windows([s.steering_rad for s in sequences], self.window,
-                                    self.config.stride, used)
+                                    self.config.stride, self.config.finetune_window)
             return _ModeData(lambda encoder: EncodedFeatures(model.normalize, encoder, images),
                              windows)
         key = encoder_digest(model.encoder)
