@@ -16,6 +16,9 @@ from typing import Sequence
 from unified_perception import __version__
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("unified_perception.eval.demo_command",
+             "the main job: a held-out synthetic drive live through the node with the shipped "
+             "model, scored on every task"),
     "train": ("unified_perception.train.train_command",
               "train a model from a recipe (teachers, distilled student, steering stage, chains)"),
     "export": ("unified_perception.train.export_command",
