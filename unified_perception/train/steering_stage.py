@@ -12,9 +12,9 @@ Modes (each k-fold cross-tested on the same folds):
   torchvision-layout file when ``imagenet_weights`` is given, else random initialisation (the
   result says which).
 
-Each fold trains a fresh copy of the same initial head (output bias at the training folds' mean
-angle) and is tested on its held-out sequences; the mean-angle baseline is scored on the same
-folds. ``final_fit`` trains a frozen-mode head on ALL sequences and writes it into a copy of the
+Each fold trains a fresh copy of the same initial head (the projection standardised on the
+training frames' features, the output starting at the training folds' mean angle) and is tested on
+its held-out sequences; the mean-angle baseline is scored on the same folds. ``final_fit`` trains a frozen-mode head on ALL sequences and writes it into a copy of the
 checkpoint (``steering.pt``), which ``export --checkpoint`` turns into a model with a trained head.
 Writes ``steering_results.json`` and ``steering_table.md`` into the output folder.
 """
