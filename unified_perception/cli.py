@@ -23,6 +23,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
               "train a model from a recipe (teachers, distilled student, steering stage, chains)"),
     "export": ("unified_perception.train.export_command",
                "build (or load) a model and export it to ONNX under the model contract"),
+    "model-card": ("unified_perception.train.model_card",
+                   "write the Markdown card of an exported model (costs, CPU latency, recipe, "
+                   "data, held-out demo metrics)"),
     "info": ("unified_perception.runtime.info_command",
              "print a model's contract, tasks, parameter counts and GFLOPs per head"),
     "synth": ("unified_perception.sim.synth_command",

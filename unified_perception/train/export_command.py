@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX_W", "FY_H", "CX_W", "CY_H"),
                         help="normalised training intrinsics written to the metadata")
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    parser.add_argument("--weights-fp16", action="store_true",
+                        help="store the weights as float16 (half the file), computed in float32: "
+                             "ONNX Runtime and TensorRT cast them back when they load the model")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -124,7 +127,9 @@ def main(args: argparse.Namespace) -> int:
             raise SystemExit(f"--imagenet-weights: {err}") from None
         recipe = {"status": "untrained heads", "backbone_init": f"ImageNet ({args.imagenet_weights.name})"}
     path = export_model(model, args.out, recipe=recipe, data_summary=data_summary,
-                        intrinsics_normalized=args.intrinsics or intrinsics)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {model.backbone_name} "
+                        intrinsics_normalized=args.intrinsics or intrinsics,
+                        weights_fp16=args.weights_fp16)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, "
+          f"{'fp16' if args.weights_fp16 else 'fp32'} weights): {model.backbone_name} "
           f"{model.input_height}x{model.input_width}, tasks {', '.join(t.value for t in model.tasks)}")
     return 0
