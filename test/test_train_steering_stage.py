@@ -27,6 +27,15 @@ CPU = torch.device("cpu")
 SEEDS = (0, 10, 19)   # 20-frame worlds that steer (left, right, left) by up to 2.3 deg
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def bags(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from unified_perception.cli import main as cli_main
