@@ -22,7 +22,9 @@ SHIPPED_MODEL = "unified_synthetic_resnet18.onnx"
 def models_folders() -> tuple[Path, ...]:
     """The package's model folders, in lookup order: the checkout's ``models/`` (when running from
     the sources), the ament share folder (colcon install), ``sys.prefix`` share (pip install)."""
-    folders = [Path(__file__).resolve().parents[2] / "models"]
+    root = Path(__file__).resolve().parents[2]
+    checkout = (root / "package.xml").is_file() and (root / "setup.py").is_file()
+    folders = [root / "models"] if checkout else []
     try:
         from ament_index_python.packages import get_package_share_directory
         folders.append(Path(get_package_share_directory(PACKAGE)) / "models")
@@ -62,3 +64,9 @@ def where_looked(model_path: str) -> str:
         return ""
     return (" (a bare file name is looked up in the working directory, then in the package's "
             f"models folders: {', '.join(str(f) for f in models_folders())})")
+
+
+def missing_model_message(model_path: str) -> str:
+    """Why ``model_path`` cannot be loaded because it names no file, and what to do."""
+    return (f"model_path '{model_path}' is not a file; set the parameter model_path to an exported "
+            f".onnx model (`unified-perception export`)" + where_looked(model_path))
