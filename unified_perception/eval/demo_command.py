@@ -37,7 +37,10 @@ from unified_perception.runtime.model_files import SHIPPED_MODEL, models_folders
 PROG = "unified-perception demo"
 DEFAULT_OUT = Path("out/demo")
 DEFAULT_FRAMES = 100
-DEFAULT_SEED = 2026
+DEFAULT_SEED = 2028
+"""The held-out drive. Chosen from the ground truth alone, before any model was scored on it:
+of the seeds 2026-2029 at 100 frames, 2028 steers the most (std 1.1 deg; 2026 is nearly straight
+at 0.3 deg, which would make steering a test of noise)."""
 DRIVE_FPS = 10.0
 """Hz of the rendered drive (the rate the synthetic training sequences are rendered at)."""
 RATE_MARGIN = 2.0
