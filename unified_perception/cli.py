@@ -43,7 +43,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unified-perception",
-        description="One multi-task network per camera frame: train, export, run, replay, evaluate.")
+        description="One multi-task network per camera frame. Commands: "
+                    + ", ".join(SUBCOMMANDS) + " (`unified-perception COMMAND --help`).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
