@@ -19,8 +19,8 @@ from unified_perception.train.geometry import (BackprojectDepth, Project3D, intr
 from unified_perception.train.heads.depth import disparity_to_depth
 from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
 from unified_perception.train.heads.steering import AttentionPoolSteering
-from unified_perception.train.model import (TEACHER_GROUPS, build_single_task_model, build_teacher,
-                                            build_unified_model)
+from unified_perception.train.model import build_single_task_model, build_unified_model
+from unified_perception.train.multi_backbone_teacher import TEACHER_GROUPS, build_teacher
 
 
 def test_pose_vector_and_matrix_round_trip_and_inverse() -> None:

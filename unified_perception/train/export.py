@@ -28,7 +28,8 @@ from unified_perception.contract import (CONTRACT_VERSION, DEFAULT_STEERING_WIND
                                          STEERING, DEPTH, INSTANCES, ModelMetadata,
                                          expected_outputs)
 from unified_perception.train.export_fp16 import store_weights_fp16
-from unified_perception.train.model import TemporalState, UnifiedModel, UnifiedOutput
+from unified_perception.train.model import UnifiedModel, UnifiedOutput
+from unified_perception.train.temporal_state import TemporalState
 
 DEFAULT_OPSET = 18
 DEFAULT_INTRINSICS_NORMALIZED = (0.58, 1.92, 0.5, 0.5)

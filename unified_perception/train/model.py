@@ -5,7 +5,8 @@ and the temporal state (the previous frame's features) passed in and out explici
 returns what the losses need (multi-scale disparities, logits, raw fields); in eval mode it also
 groups the panoptic ids, and blanks the two-frame outputs of rows whose state held no previous
 frame (identity ego-motion, zero motion and flow). The same heads on their own backbones make
-the dedicated single-task models and the multi-backbone teacher (:func:`build_teacher`).
+the dedicated single-task models and the members of the multi-backbone teacher
+(:mod:`unified_perception.train.multi_backbone_teacher`); the state is :class:`TemporalState`.
 
 Scene flow (contract ``scene_flow``): the flow instance of the motion decoder predicts an
 independent 3D flow ``F`` (m, optical frame of t) for every pixel; the mask instance predicts the
@@ -36,6 +37,7 @@ from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
 from unified_perception.train.heads.pose import MultiScalePoseDecoder
 from unified_perception.train.heads.steering import AttentionPoolSteering, FrameLatent
 from unified_perception.train.normalization import ImageNormalization
+from unified_perception.train.temporal_state import TemporalState
 
 SEGMENTATION_TASKS = frozenset({Task.SEMANTIC, Task.INSTANCE, Task.PANOPTIC})
 
@@ -86,45 +88,6 @@ def head_options(preset: str = "paper", **overrides: Any) -> HeadOptions:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
-@dataclass
-class TemporalState:
-    """What the model carries from frame t-1 to frame t. All-zero = no previous frame.
-
-    ``features``: encoder maps at strides 4..32 ``[N, C_i, H/s_i, W/s_i]`` (two-frame tasks);
-    ``prev_image``: the normalised image ``[N, 3, H, W]`` (motion decoder); ``latent_window``
-    ``[N, T, D]`` and ``latent_mask`` ``[N, T]`` (1 = real frame; steering); ``valid`` ``[N]``
-    float32, 1 when ``features``/``prev_image`` hold a real previous frame.
-    """
-
-    features: tuple[Tensor, ...] | None = None
-    prev_image: Tensor | None = None
-    latent_window: Tensor | None = None
-    latent_mask: Tensor | None = None
-    valid: Tensor | None = None
-
-    def named(self) -> dict[str, Tensor]:
-        """Flat ``{suffix: tensor}`` in a fixed order; the contract names are ``state_in_<suffix>``."""
-        out: dict[str, Tensor] = {}
-        if self.features is not None:
-            for stride, f in zip((4, 8, 16, 32), self.features):
-                out[f"feat_s{stride}"] = f
-        if self.prev_image is not None:
-            out["prev_image"] = self.prev_image
-        if self.latent_window is not None:
-            out["latent_window"] = self.latent_window
-            out["latent_mask"] = self.latent_mask  # type: ignore[assignment]
-        if self.valid is not None:
-            out["valid"] = self.valid
-        return out
-
-    @classmethod
-    def from_named(cls, named: dict[str, Tensor]) -> "TemporalState":
-        feats = tuple(named[f"feat_s{s}"] for s in (4, 8, 16, 32)) if "feat_s4" in named else None
-        return cls(features=feats, prev_image=named.get("prev_image"),
-                   latent_window=named.get("latent_window"), latent_mask=named.get("latent_mask"),
-                   valid=named.get("valid"))
-
-
 class UnifiedOutput(NamedTuple):
     """Everything the model predicts for frame t. Fields of tasks the model lacks are None."""
 
@@ -154,9 +117,10 @@ class UnifiedModel(nn.Module):
                  tasks: Sequence[Task | str] = ALL_TASKS,
                  options: HeadOptions = HeadOptions()) -> None:
         super().__init__()
-        if input_height % 32 or input_width % 32:
-            raise ValueError(f"input size {input_height}x{input_width} must be a multiple of 32 "
-                             f"(the encoder's coarsest stride)")
+        coarsest = max(backbone.strides)
+        if input_height % coarsest or input_width % coarsest:
+            raise ValueError(f"input size {input_height}x{input_width} must be a multiple of "
+                             f"{coarsest} (the encoder's coarsest stride)")
         self.tasks: tuple[Task, ...] = tuple(t for t in ALL_TASKS if t in {Task(x) for x in tasks})
         if not self.tasks:
             raise ValueError("a model needs at least one task")
@@ -207,6 +171,7 @@ class UnifiedModel(nn.Module):
         if self.two_frame:
             state.features = tuple(z(c, h // s, w // s)
                                    for c, s in zip(self.encoder.channels, self.encoder.strides))
+            state.strides = tuple(self.encoder.strides)
             state.valid = z()
         if self.motion_mask is not None:
             state.prev_image = z(3, h, w)
@@ -240,7 +205,7 @@ class UnifiedModel(nn.Module):
                 out.update(semantic=ids.semantic, instances=ids.instances, panoptic=ids.panoptic)
         if self.two_frame:
             out.update(self._two_frame(state, feats, x))
-            new_state.features = tuple(feats)
+            new_state.features, new_state.strides = tuple(feats), tuple(self.encoder.strides)
             # Ones of the batch size, from an existing [N] tensor (no Shape op in the export).
             new_state.valid = torch.where(state.valid > 0.5, 1.0, 1.0)
             if self.motion_mask is not None:
@@ -320,43 +285,3 @@ def build_single_task_model(task: Task | str, backbone: str, input_height: int, 
     """A dedicated model for one task: the same head on its own backbone."""
     return build_unified_model(backbone, input_height, input_width, tasks=(Task(task),),
                                seed=seed, preset=preset, **head_opts)
-
-
-TEACHER_GROUPS: dict[str, tuple[Task, ...]] = {
-    "depth": (Task.DEPTH,),
-    "segmentation": (Task.SEMANTIC, Task.INSTANCE, Task.PANOPTIC),
-    "motion": (Task.POSE, Task.MOTION, Task.SCENE_FLOW),
-}
-"""Dedicated teacher members: tasks that share one head are one member. Steering has no teacher:
-the paper trains it on the frozen unified encoder."""
-
-
-class MultiBackboneTeacher(nn.Module):
-    """Dedicated networks (each its own backbone) whose outputs the unified model distils from."""
-
-    def __init__(self, members: dict[str, UnifiedModel]) -> None:
-        super().__init__()
-        self.members = nn.ModuleDict(members)
-
-    def forward(self, image: Tensor, states: dict[str, TemporalState] | None = None
-                ) -> tuple[dict[str, UnifiedOutput], dict[str, TemporalState]]:
-        """Run every member on ``image``; outputs and next states by member name."""
-        outputs, new_states = {}, {}
-        for name, member in self.members.items():
-            outputs[name], new_states[name] = member(image, None if states is None
-                                                     else states.get(name))
-        return outputs, new_states
-
-
-def build_teacher(backbones: str | dict[str, str], input_height: int, input_width: int, *,
-                  groups: dict[str, tuple[Task, ...]] = TEACHER_GROUPS, seed: int | None = None,
-                  preset: str = "paper", **head_opts: Any) -> MultiBackboneTeacher:
-    """The multi-backbone teacher: one dedicated model per group in ``groups``; ``backbones`` is one
-    name for all members or ``{group: backbone}``."""
-    members = {}
-    for i, (name, tasks) in enumerate(groups.items()):
-        bb = backbones if isinstance(backbones, str) else backbones[name]
-        members[name] = build_unified_model(bb, input_height, input_width, tasks=tasks,
-                                            seed=None if seed is None else seed + i,
-                                            preset=preset, **head_opts)
-    return MultiBackboneTeacher(members)

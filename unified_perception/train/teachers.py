@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from unified_perception.train.checkpoint import load_checkpoint, model_from_checkpoint
-from unified_perception.train.model import MultiBackboneTeacher, UnifiedModel, UnifiedOutput
+from unified_perception.train.model import UnifiedModel, UnifiedOutput
+from unified_perception.train.multi_backbone_teacher import MultiBackboneTeacher
 from unified_perception.train.window_forward import WindowOutput, window_forward
 
 

@@ -33,7 +33,8 @@ from unified_perception.train.checkpoint import (BEST, LATEST, ModelConfig, chec
                                                  save_checkpoint)
 from unified_perception.train.distributed import (DistributedContext, barrier, broadcast_flag,
                                                   gather_digests, init_distributed, state_digest)
-from unified_perception.train.model import TEACHER_GROUPS, UnifiedModel
+from unified_perception.train.model import UnifiedModel
+from unified_perception.train.multi_backbone_teacher import TEACHER_GROUPS
 from unified_perception.train.optim import build_optimizer, build_scheduler
 from unified_perception.train.recipe import Recipe
 from unified_perception.train.window_forward import WindowOutput, window_forward
