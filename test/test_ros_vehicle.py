@@ -1,7 +1,8 @@
 """Vehicle outputs (odometry, path, steering) on real lifecycle publishers, fed FrameResults directly.
 
 The node test covers the whole chain with a random model; here the ego-motion is chosen, so what is
-published for a given step can be checked exactly.
+published for a given step can be checked exactly. The arithmetic itself is tested without ROS in
+test_runtime_vehicle_state.py; this checks that the messages carry it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from nav_msgs.msg import Odometry
-from rclpy.lifecycle import LifecycleNode
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 
 from ros_helpers import Recorder, RosSession, wait_until
@@ -38,7 +39,8 @@ def vehicle():
         node.declare_parameter(spec.name, spec.default, spec.descriptor())
     settings = params.read(node)
     outputs = OutputPublishers(node, settings.cameras, publish_tf=False)
-    assert node.trigger_configure() == node.trigger_activate()  # both SUCCESS
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     session.add(node)
     tester = session.add(Node("vehicle_tester", context=session.context))
     recorder = Recorder(tester, [("odometry", Odometry)])

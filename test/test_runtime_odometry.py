@@ -63,13 +63,15 @@ def test_a_constant_turn_closes_a_circle_and_gives_the_twist() -> None:
     np.testing.assert_allclose(linear, [radius * yaw / 0.1, 0.0, 0.0], atol=1e-9)
 
 
-def test_non_finite_steps_are_skipped_and_counted() -> None:
+def test_a_non_finite_step_is_rejected_by_its_return_value_and_leaves_the_pose() -> None:
     odometry = OdometryIntegrator(camera_to_base_extrinsic((0.0, 0.0, 1.0), (0.0, 0.0, 0.0)))
-    odometry.update(make_transform(np.eye(3), (0.0, 0.0, 1.0)))
-    bad = np.full((4, 4), np.nan)
-    pose = odometry.update(bad)
-    assert odometry.rejected_steps == 1
-    np.testing.assert_allclose(pose[:3, 3], [1.0, 0.0, 0.0], atol=1e-12)
+    step = make_transform(np.eye(3), (0.0, 0.0, 1.0))
+    assert odometry.update(step) is not None
+    before = odometry.last_step
+    assert odometry.update(np.full((4, 4), np.nan)) is None
+    np.testing.assert_allclose(odometry.T_odom_base[:3, 3], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_array_equal(odometry.last_step, before)
+    np.testing.assert_allclose(odometry.update(step)[:3, 3], [2.0, 0.0, 0.0], atol=1e-12)
     odometry.reset()
     np.testing.assert_array_equal(odometry.T_odom_base, np.eye(4))
 

@@ -85,7 +85,7 @@ class OdometryIntegrator:
     """Chains per-frame camera ego-motion into ``T_odom_base`` (base_link in odom).
 
     ``T_odom_base_t = T_odom_base_{t-1} @ T_base_cam @ T_cam_prev_cam_cur @ inv(T_base_cam)``.
-    Steps that are not finite are skipped and counted in :attr:`rejected_steps`.
+    A step that is not finite is rejected: :meth:`update` returns None and the pose stays.
     """
 
     def __init__(self, T_base_cam: np.ndarray) -> None:
@@ -95,7 +95,6 @@ class OdometryIntegrator:
                              "build it with camera_to_base_extrinsic(xyz, rpy)")
         self.T_base_cam = T
         self.T_cam_base = invert_transform(T)
-        self.rejected_steps = 0
         self._T_odom_base = np.eye(4)
         self._last_step: np.ndarray | None = None
 
@@ -113,12 +112,12 @@ class OdometryIntegrator:
         """The camera's motion expressed as base_link motion: ``T_base_prev_base_cur``."""
         return self.T_base_cam @ _check_transform(T_cam_prev_cam_cur, "T_cam_prev_cam_cur") @ self.T_cam_base
 
-    def update(self, T_cam_prev_cam_cur: np.ndarray) -> np.ndarray:
-        """Integrate one frame's camera ego-motion; returns the new ``T_odom_base`` ``[4, 4]``."""
+    def update(self, T_cam_prev_cam_cur: np.ndarray) -> np.ndarray | None:
+        """Integrate one frame's camera ego-motion; returns the new ``T_odom_base`` ``[4, 4]``,
+        or None when the step is not finite (rejected: pose and :attr:`last_step` unchanged)."""
         step = self.base_step(T_cam_prev_cam_cur)
         if not np.all(np.isfinite(step)):
-            self.rejected_steps += 1
-            return self.T_odom_base
+            return None
         step[:3, :3] = orthonormalize(step[:3, :3])
         step[3] = (0.0, 0.0, 0.0, 1.0)
         pose = self._T_odom_base @ step

@@ -75,9 +75,8 @@ class VehicleState:
         self._last_stamp_s = result.stamp_s
         if not result.pair_valid or result.T_cam_prev_cam_cur is None:
             return None
-        rejected = self._odometry.rejected_steps
         T_odom_base = self._odometry.update(result.T_cam_prev_cam_cur)
-        if self._odometry.rejected_steps != rejected:
+        if T_odom_base is None:
             return None     # non-finite ego-motion: no pose, no twist
         step = self._odometry.last_step
         linear, angular = ((np.zeros(3), np.zeros(3)) if step is None or not result.dt_s
