@@ -10,19 +10,58 @@ import torch
 from unified_perception.train.backbones import BACKBONES, build_backbone, load_pretrained
 
 
+TORCHVISION_RESNETS: dict[str, tuple[bool, tuple[int, int, int, int]]] = {
+    "resnet18": (False, (2, 2, 2, 2)), "resnet34": (False, (3, 4, 6, 3)),
+    "resnet50": (True, (3, 4, 6, 3)), "resnet101": (True, (3, 4, 23, 3)),
+}
+"""torchvision's ResNet definitions (He et al., 2016): bottleneck blocks or not, blocks per stage."""
+
+
+def _batch_norm(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.{p}": (channels,) for p in ("weight", "bias", "running_mean", "running_var")} \
+        | {f"{prefix}.num_batches_tracked": ()}
+
+
+def torchvision_resnet_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Every key and shape of torchvision's ``resnetNN().state_dict()``, written out from the
+    architecture as torchvision defines it (stem conv1/bn1, layer1..4 of BasicBlock or Bottleneck
+    with expansion 4 and the stride on conv2, downsample.0/1 where the shape changes, fc), NOT taken
+    from this package's ResNet."""
+    bottleneck, blocks = TORCHVISION_RESNETS[name]
+    expansion = 4 if bottleneck else 1
+    shapes = {"conv1.weight": (64, 3, 7, 7), **_batch_norm("bn1", 64)}
+    inplanes = 64
+    for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
+        for block in range(count):
+            p = f"layer{stage}.{block}"
+            stride = 2 if stage > 1 and block == 0 else 1
+            if bottleneck:
+                convs = [(planes, inplanes, 1), (planes, planes, 3), (planes * 4, planes, 1)]
+            else:
+                convs = [(planes, inplanes, 3), (planes, planes, 3)]
+            for i, (out_ch, in_ch, k) in enumerate(convs, start=1):
+                shapes[f"{p}.conv{i}.weight"] = (out_ch, in_ch, k, k)
+                shapes |= _batch_norm(f"{p}.bn{i}", out_ch)
+            if block == 0 and (stride != 1 or inplanes != planes * expansion):
+                shapes[f"{p}.downsample.0.weight"] = (planes * expansion, inplanes, 1, 1)
+                shapes |= _batch_norm(f"{p}.downsample.1", planes * expansion)
+            inplanes = planes * expansion
+    shapes["fc.weight"], shapes["fc.bias"] = (1000, 512 * expansion), (1000,)
+    return shapes
+
+
 def _torchvision_layout_checkpoint(name: str, path: Path, seed: int) -> dict[str, torch.Tensor]:
-    """An ImageNet-style checkpoint as torchvision saves it: backbone tensors + the fc classifier."""
-    torch.manual_seed(seed)
-    state = {k: torch.randn_like(v) if v.is_floating_point() else v + 3
-             for k, v in build_backbone(name).state_dict().items()}
-    fc_in = build_backbone(name).channels[-1]
-    state["fc.weight"] = torch.randn(1000, fc_in)
-    state["fc.bias"] = torch.randn(1000)
+    """An ImageNet-style checkpoint as torchvision saves it (backbone tensors + the fc classifier),
+    with random values under torchvision's own key names and shapes."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {key: (torch.tensor(seed + 3) if key.endswith("num_batches_tracked")
+                   else torch.randn(shape, generator=generator))
+             for key, shape in torchvision_resnet_shapes(name).items()}
     torch.save(state, path)
     return state
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("name", sorted(TORCHVISION_RESNETS))
 def test_torchvision_layout_imagenet_state_dict_loads_with_no_missing_or_unexpected_key(
         name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}-imagenet.pth"

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from unified_perception.contract import ContractError
+from unified_perception.runtime.providers import DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES
 from unified_perception.runtime.engine import (
     CameraFrame, EngineConfig, FrameResult, InferenceEngine, ModelLoadError)
 
@@ -123,11 +125,21 @@ def test_a_gap_or_a_time_jump_backwards_restarts_the_state(tiny_model_path: Path
 
 
 def test_the_active_provider_is_logged_once_with_the_reason(tiny_model_path: Path) -> None:
+    """Whatever this onnxruntime build offers (CPU only, or onnxruntime-gpu with or without a GPU):
+    the engine runs on an offered provider, names it, and names every preferred one it passed over."""
     lines: list[str] = []
-    engine = InferenceEngine(EngineConfig(model_path=str(tiny_model_path), warmup_runs=0), log=lines.append)
-    assert engine.active_provider == "cpu"
-    assert engine.provider_reason == "TensorRT, CUDA not available in this onnxruntime build; using CPU"
-    assert len(lines) == 1 and "CPU" in lines[0] and engine.provider_reason in lines[0]
+    config = EngineConfig(model_path=str(tiny_model_path), warmup_runs=0)
+    engine = InferenceEngine(config, log=lines.append)
+    offered = {SHORT_NAMES[p] for p in ort.get_available_providers() if p in SHORT_NAMES}
+    assert engine.active_provider in offered
+    reason = engine.provider_reason
+    assert f"using {DISPLAY_NAMES[engine.active_provider]}" in reason or \
+        reason.startswith(f"{DISPLAY_NAMES[engine.active_provider]} is the first preferred")
+    passed_over = config.providers[:config.providers.index(engine.active_provider)]
+    assert all(DISPLAY_NAMES[p] in reason for p in passed_over), reason
+    if engine.active_provider == "cpu" and not offered & GPU_PROVIDERS:
+        assert "not available in this onnxruntime build" in reason
+    assert len(lines) == 1 and reason in lines[0]
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
         engine.infer([CameraFrame("front", _images(0, 1)[0], 0.0)])
