@@ -74,6 +74,9 @@ REPLAY_SUMMARY = TopicSpec(
     doc="once at the end of a replay; status[0] 'replay' with values frames_in, frames_out, "
         "dropped, mode, model, rate")
 
+CLOCK = TopicSpec("/clock", "rosgraph_msgs/msg/Clock", per_camera=False,
+                  doc="simulated time the live replay publishes for use_sim_time")
+
 GT_PREFIX = "/gt"
 GT_TOPICS: tuple[TopicSpec, ...] = (
     DEPTH, SEMANTIC, INSTANCES, PANOPTIC, MOTION_MASK, SCENE_FLOW, ODOMETRY, STEERING_ANGLE)

@@ -66,7 +66,7 @@ class RosbagTopics:
     scene_flow: str | None = topics.gt_topic(topics.SCENE_FLOW)
     odometry: str | None = topics.gt_topic(topics.ODOMETRY)
     steering: str | None = topics.gt_topic(topics.STEERING_ANGLE)
-    tf_static: str | None = "/tf_static"
+    tf_static: str | None = topics.TF_STATIC.name
     steering_field: str = "data"
     steering_scale: float = 1.0
     match_tolerance_s: float = 0.02

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from unified_perception import topics
 from unified_perception.contract import IGNORE_ID, PANOPTIC_LABEL_DIVISOR
 from unified_perception.data.errors import DatasetConfigError
 
@@ -19,7 +20,7 @@ DEFAULT_OFFSETS: tuple[int, ...] = (-1, 0, 1)
 
 POSE_FRAME_CAMERA = "camera"
 """``poses`` are ``T_odom_cam``: the camera optical frame (x right, y down, z forward) in odom."""
-POSE_FRAME_BASE = "base_link"
+POSE_FRAME_BASE = topics.BASE_FRAME
 """``poses`` are ``T_odom_base``: the vehicle base frame (REP 103: x forward, y left, z up) in odom."""
 
 PANOPTIC_IGNORE = IGNORE_ID * PANOPTIC_LABEL_DIVISOR

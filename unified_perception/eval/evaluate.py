@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm import tqdm
 
+from unified_perception import topics
 from unified_perception.contract import CLASSES
 from unified_perception.data.errors import DatasetError
 from unified_perception.data.rosbag_topics import RosbagTopics, load_rosbag_topics, parse_rosbag_topics
@@ -251,8 +252,9 @@ def _missing(pairs: FramePairs, metrics: Mapping[str, Any]) -> dict[str, str]:
             reasons[task] = f"the prediction bag has no `{spec.name}` output ({spec.msg_type} {spec.encoding})"
         else:
             reasons[task] = "no frame has both a prediction and ground truth"
-    series = {"odometry": (pairs.pred_odometry, gt_topics.odometry, "/odometry"),
-              "steering": (pairs.pred_steering, gt_topics.steering, "/steering/angle")}
+    series = {"odometry": (pairs.pred_odometry, gt_topics.odometry, "/" + topics.ODOMETRY.name),
+              "steering": (pairs.pred_steering, gt_topics.steering,
+                             "/" + topics.STEERING_ANGLE.name)}
     for task, (pred_topic, gt_topic, output) in series.items():
         if metrics[task] is not None:
             continue

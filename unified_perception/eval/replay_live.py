@@ -82,7 +82,7 @@ class _Player:
                                            qos_profile_sensor_data)
         info_topic = "/" + topics.camera_topic(camera, topics.CAMERA_INFO)
         self.info = node.create_publisher(CameraInfo, info_topic, qos_profile_sensor_data)
-        self.clock = node.create_publisher(Clock, "/clock",
+        self.clock = node.create_publisher(Clock, topics.CLOCK.name,
                                            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
 
     def connected(self) -> bool:

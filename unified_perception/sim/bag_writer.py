@@ -80,7 +80,7 @@ def write_bag(path: str | Path, frames: Iterable[SimFrame], *, storage: str = "m
     serialize: Callable[[Any, str], bytes] = msgs.TYPESTORE.serialize_cdr
     specs = [(IMAGE_TOPIC, "sensor_msgs/msg/Image"), (INFO_TOPIC, "sensor_msgs/msg/CameraInfo")]
     specs += [(topics.gt_topic(spec), spec.msg_type) for spec in topics.GT_TOPICS]
-    specs += [("/tf", "tf2_msgs/msg/TFMessage")]
+    specs += [(topics.TF.name, "tf2_msgs/msg/TFMessage")]
     first = last = None
     count = 0
     with bag_writer(path, storage) as writer:
@@ -89,7 +89,7 @@ def write_bag(path: str | Path, frames: Iterable[SimFrame], *, storage: str = "m
         conns = {topic: writer.add_connection(topic, msgtype, typestore=msgs.TYPESTORE,
                                               offered_qos_profiles=[qos(QosDurability.VOLATILE, 10)])
                  for topic, msgtype in specs}
-        tf_static = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=msgs.TYPESTORE,
+        tf_static = writer.add_connection(topics.TF_STATIC.name, "tf2_msgs/msg/TFMessage", typestore=msgs.TYPESTORE,
                                           offered_qos_profiles=[qos(QosDurability.TRANSIENT_LOCAL, 1)])
 
         def put(topic: str, message: Any, ns: int) -> None:
@@ -100,7 +100,7 @@ def write_bag(path: str | Path, frames: Iterable[SimFrame], *, storage: str = "m
             ns = msgs.stamp_ns(frame)
             if first is None:
                 first = frame.stamp_s
-                put("/tf_static", msgs.tf_message(frame.T_base_cam, msgs.BASE_FRAME, msgs.CAMERA_FRAME, ns),
+                put(topics.TF_STATIC.name, msgs.tf_message(frame.T_base_cam, msgs.BASE_FRAME, msgs.CAMERA_FRAME, ns),
                     ns)
             last = frame.stamp_s
             h, w = frame.image_rgb.shape[:2]
@@ -108,7 +108,7 @@ def write_bag(path: str | Path, frames: Iterable[SimFrame], *, storage: str = "m
             put(INFO_TOPIC, msgs.camera_info(frame.K, h, w, ns), ns)
             for spec in topics.GT_TOPICS:
                 put(topics.gt_topic(spec), _gt_message(frame, spec, ns), ns)
-            put("/tf", msgs.tf_message(frame.T_odom_base, msgs.ODOM_FRAME, msgs.BASE_FRAME, ns), ns)
+            put(topics.TF.name, msgs.tf_message(frame.T_odom_base, msgs.ODOM_FRAME, msgs.BASE_FRAME, ns), ns)
             count += 1
-    all_topics = dict(specs) | {"/tf_static": "tf2_msgs/msg/TFMessage"}
+    all_topics = dict(specs) | {topics.TF_STATIC.name: "tf2_msgs/msg/TFMessage"}
     return BagSummary(path, count, all_topics, float(first or 0.0), float(last or 0.0))
