@@ -26,6 +26,7 @@ from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from nav_msgs.msg import Odometry, Path as PathMsg
 from rcl_interfaces.srv import SetParameters
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
@@ -33,7 +34,7 @@ from std_msgs.msg import Float32
 from visualization_msgs.msg import Marker
 
 from fault_helpers import INF_CORNER, NAN_CORNER, frame_with_corner, poisoned_model, running_node
-from ros_helpers import (CameraFeed, Recorder, call, camera_info, rgb_image, stamp_now,
+from ros_helpers import (CameraFeed, Recorder, RosSession, call, camera_info, rgb_image, stamp_now,
                          subprocess_env, wait_until)
 from unified_perception.contract import MetadataKey
 from unified_perception.ros import builders
@@ -192,7 +193,9 @@ def test_time_backwards_gap_and_duplicates_restart_the_two_frame_outputs(car: Ca
 
 def test_stale_input_holds_then_straightens_steering_warns_and_recovers(car: Car) -> None:
     for _ in range(4):
-        car.deliver(car.image())
+        last = car.deliver(car.image())
+    # the last frame's own (not held) marker follows its depth: let it arrive before clearing
+    car.recorder.wait_for("steering/marker", lambda m: m.header.stamp == last.header.stamp, 5.0)
     car.recorder.clear()
     stopped = time.monotonic()
     status = car.wait_status(lambda s: "no camera frame" in s.message, "a stale-input WARN")
@@ -207,10 +210,14 @@ def test_stale_input_holds_then_straightens_steering_warns_and_recovers(car: Car
     car.wait_status(lambda s: "no camera frame" not in s.message, "the WARN to clear")
 
 
-def _set(car: Car, name: str, value) -> tuple[bool, str]:
-    response = call(car.tester, SetParameters, "/faulty/unified_perception/set_parameters",
+def _set_on(tester, namespace: str, name: str, value) -> tuple[bool, str]:
+    response = call(tester, SetParameters, f"/{namespace}/unified_perception/set_parameters",
                     SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
     return response.results[0].successful, response.results[0].reason
+
+
+def _set(car: Car, name: str, value) -> tuple[bool, str]:
+    return _set_on(car.tester, "faulty", name, value)
 
 
 def test_every_dynamic_parameter_refuses_bad_values_and_takes_a_burst_during_inference(car: Car) -> None:
@@ -306,32 +313,75 @@ def test_sim_time_with_a_clock_jumping_back_restarts_pairs_and_the_watchdog(pois
         assert 500.4 <= builders.stamp_to_s(markers.header.stamp) <= 501.2
 
 
-@pytest.mark.parametrize("fault", ["truncated", "contract_version", "missing"])
-def test_a_broken_model_file_leaves_the_node_up_and_unconfigured_with_one_error(
-        fault: str, tiny_model_path: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+def _broken_model(fault: str, good: Path, folder: Path) -> Path:
+    """A model file that cannot be loaded: ``truncated``, of another ``contract_version`` or
+    ``missing``."""
     import onnx
 
-    from ros_helpers import RosSession
-
-    model = tmp_path / "broken.onnx"
+    model = folder / "broken.onnx"
     if fault == "truncated":
-        model.write_bytes(tiny_model_path.read_bytes()[:100_000])
+        model.write_bytes(good.read_bytes()[:100_000])
     elif fault == "contract_version":
-        proto = onnx.load(str(tiny_model_path))
+        proto = onnx.load(str(good))
         for prop in proto.metadata_props:
             if prop.key == MetadataKey.CONTRACT_VERSION.value:
                 prop.value = "99.0"
         onnx.save(proto, str(model))
+    return model
+
+
+def _transition(tester, namespace: str, transition: int) -> bool:
+    return call(tester, ChangeState, f"/{namespace}/unified_perception/change_state",
+                ChangeState.Request(transition=Transition(id=transition))).success
+
+
+@pytest.mark.parametrize("fault,reason", [("truncated", "cannot load.*Re-export"),
+                                          ("contract_version", "contract version is 99.0"),
+                                          ("missing", "is not a file.*model_path")],
+                         ids=["truncated", "contract_version", "missing"])
+def test_a_broken_model_is_an_error_in_diagnostics_until_a_good_model_is_configured(
+        fault: str, reason: str, tiny_model_path: Path, tmp_path: Path,
+        capfd: pytest.CaptureFixture) -> None:
+    model, namespace = _broken_model(fault, tiny_model_path, tmp_path), f"broken_{fault}"
     capfd.readouterr()
     session = RosSession()
     try:
         node = PerceptionNode(context=session.context, cli_args=[
-            "--ros-args", "-r", f"__node:=broken_{fault}"], parameter_overrides=[
-            Parameter("model_path", value=str(model)), Parameter("providers", value=["cpu"])])
+            "--ros-args", "-r", f"__ns:=/{namespace}"], parameter_overrides=[
+            Parameter("model_path", value=str(model)), Parameter("providers", value=["cpu"]),
+            Parameter("warmup_runs", value=0), Parameter("diagnostics_period_s", value=0.1)])
         assert not autostart(node)
         errors = [line for line in capfd.readouterr().err.splitlines() if "[ERROR]" in line]
-        assert len(errors) == 1 and re.search("export|contract|not a file", errors[0]), errors
+        assert len(errors) == 1 and re.search(reason, errors[0]), errors
         assert node._state_machine.current_state[1] == "unconfigured"
+        session.add(node)
+        tester = session.add(Node(f"{namespace}_tester", namespace=namespace,
+                                  context=session.context))
+        recorder = Recorder(tester, [("/diagnostics", DiagnosticArray)])
+        ours = f"{namespace}/unified_perception: inference"
+
+        def status(predicate) -> DiagnosticStatus:
+            return recorder.wait_for("/diagnostics", lambda m: m.status[0].name == ours
+                                     and predicate(m.status[0]), 10.0).status[0]
+
+        error = status(lambda s: True)      # the node is up and says why it does nothing
+        assert error.level == DiagnosticStatus.ERROR, error.message
+        assert error.message.startswith("model not loaded: ") and re.search(reason, error.message)
+        assert _values(error)["lifecycle_state"] == "unconfigured"
+
+        assert _set_on(tester, namespace, "model_path", str(tiny_model_path))[0]
+        assert _transition(tester, namespace, Transition.TRANSITION_CONFIGURE)
+        inactive = status(lambda s: _values(s)["lifecycle_state"] == "inactive")
+        assert inactive.level == DiagnosticStatus.WARN and "inactive" in inactive.message
+        assert _transition(tester, namespace, Transition.TRANSITION_ACTIVATE)
+        car = Car(node, tester)
+        car.deliver(car.image())
+        car.deliver(car.image())
+        recovered = car.wait_status(lambda s: s.name == ours and s.level == DiagnosticStatus.OK,
+                                    "OK in /diagnostics")
+        assert _values(recovered)["lifecycle_state"] == "active"
+        ok, why = _set_on(tester, namespace, "model_path", str(model))
+        assert not ok and "while the node is configured" in why
     finally:
         session.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from nav_msgs.msg import Odometry, Path as PathMsg
@@ -321,7 +321,9 @@ def test_lifecycle_services_stop_and_resume_publishing(harness: Harness) -> None
         harness.send()
         time.sleep(0.1)
     time.sleep(1.0)
-    assert all(not harness.recorder.messages(t) for t in ALL_TOPICS)
+    assert all(not harness.recorder.messages(t) for t in ALL_TOPICS if t != "/diagnostics")
+    status = harness.recorder.messages("/diagnostics")[-1].status[0]    # it says why
+    assert status.level == DiagnosticStatus.WARN and "inactive" in status.message
 
     assert _transition(harness, Transition.TRANSITION_ACTIVATE)
     assert _state(harness) == State.PRIMARY_STATE_ACTIVE

@@ -20,7 +20,7 @@ def test_descriptors_carry_type_range_read_only_and_description() -> None:
     for spec in PARAMS:
         desc = spec.descriptor()
         assert desc.description and desc.name == spec.name
-        assert desc.read_only == (not spec.dynamic)
+        assert desc.read_only == (not (spec.dynamic or spec.unconfigured))
     threshold = PARAM_BY_NAME["motion_threshold"].descriptor()
     assert threshold.type == ParameterType.PARAMETER_DOUBLE
     assert (threshold.floating_point_range[0].from_value,
@@ -31,6 +31,10 @@ def test_descriptors_carry_type_range_read_only_and_description() -> None:
         "motion_threshold", "steering.max_angle_rad", "steering.max_rate_rad_s",
         "steering.smoothing_time_constant_s", "steering.stale_timeout_s"}
     assert not any(PARAM_BY_NAME[n].dynamic for n in ("model_path", "cameras", "providers"))
+    assert PARAM_BY_NAME["model_path"].unconfigured and not PARAM_BY_NAME["cameras"].unconfigured
+    refused = validate([Parameter("model_path", value="other.onnx")], configured=True)
+    assert not refused.successful and "clean up" in refused.reason
+    assert validate([Parameter("model_path", value="other.onnx")], configured=False).successful
 
 
 def test_validation_names_the_parameter_and_the_reason() -> None:

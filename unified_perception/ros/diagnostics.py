@@ -1,7 +1,14 @@
-"""The node's ``/diagnostics`` status: rate, latency, drops, invalid frames, non-finite model
-outputs, provider, model."""
+"""The node's ``/diagnostics`` status, in every lifecycle state.
+
+While the node processes frames (active): rate, latency, drops, invalid frames, non-finite model
+outputs, provider, model (:func:`diagnostics_message`). Otherwise why it does not
+(:class:`IdleStatus`, :func:`idle_message`): ERROR while the model could not be loaded (the reason
+of the last failed configure), WARN while it is unconfigured or inactive on request.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -15,6 +22,41 @@ RECENT_INVALID_S = 10.0
 """The status stays WARN for this long after the last invalid frame, then returns to OK."""
 
 
+class IdleStatus(NamedTuple):
+    """What ``/diagnostics`` says while the node processes no frames: level, message and the
+    lifecycle state it is in."""
+
+    level: bytes
+    message: str
+    state: str
+
+
+NOT_CONFIGURED = IdleStatus(DiagnosticStatus.WARN, "model not loaded: the node is not configured "
+                            "yet (configure it through its lifecycle service)", "unconfigured")
+CLEANED_UP = IdleStatus(DiagnosticStatus.WARN, "model not loaded: the node was cleaned up "
+                        "(configure it to load the model)", "unconfigured")
+INACTIVE = IdleStatus(DiagnosticStatus.WARN, "inactive: the model is loaded, camera frames are "
+                      "not processed (activate the node)", "inactive")
+
+
+def model_not_loaded(reason: str) -> IdleStatus:
+    """The ERROR status after a failed configure; it holds until a configure succeeds."""
+    return IdleStatus(DiagnosticStatus.ERROR, f"model not loaded: {reason}", "unconfigured")
+
+
+def idle_message(node_name: str, settings: NodeSettings, idle: IdleStatus,
+                 stamp: Time) -> DiagnosticArray:
+    """The status of a node that processes no frames, under the same name as when it does."""
+    values = {"lifecycle_state": idle.state, "model_path": settings.model_path,
+              "cameras": ",".join(settings.cameras)}
+    return builders.diagnostics(_status_name(node_name), settings.model_path, idle.level,
+                                idle.message, values, stamp)
+
+
+def _status_name(node_name: str) -> str:
+    return f"{node_name.lstrip('/')}: inference"
+
+
 def diagnostics_message(node_name: str, settings: NodeSettings, engine: InferenceEngine,
                         stats: StatsSnapshot, received: int, last_invalid_reason: str,
                         stamp: Time, last_non_finite_reason: str = "") -> DiagnosticArray:
@@ -25,6 +67,7 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
     Rate (frames of all cameras per second) and latency (receipt to published) are over the
     recent window."""
     values = {
+        "lifecycle_state": "active",
         "rate_hz": f"{stats.rate_hz:.2f}",
         "rate_hz_per_camera": f"{stats.rate_hz / max(len(settings.cameras), 1):.2f}",
         "latency_p50_ms": f"{stats.latency_p50_ms:.2f}",
@@ -63,5 +106,5 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
         level, message = DiagnosticStatus.WARN, "no camera frames processed yet"
     else:
         level, message = DiagnosticStatus.OK, f"running on {engine.active_provider}"
-    return builders.diagnostics(f"{node_name.lstrip('/')}: inference", settings.model_path,
-                                level, message, values, stamp)
+    return builders.diagnostics(_status_name(node_name), settings.model_path, level, message,
+                                values, stamp)

@@ -1,13 +1,15 @@
 """The managed (lifecycle) node ``unified_perception``: a wiring diagram.
 
+* construction: ``/diagnostics`` and its timer, which report in every state (a model that fails
+  to load is ERROR there, with the reason, until a configure succeeds).
 * configure: load the model (contract checked by the engine), create publishers and the pipeline.
-* activate: subscribe to the cameras, start the inference worker, the diagnostics and the steering
-  watchdog.
-* deactivate: unsubscribe, stop the worker and the timers; lifecycle publishers fall silent.
+* activate: subscribe to the cameras, start the inference worker and the steering watchdog.
+* deactivate: unsubscribe, stop the worker and the watchdog; lifecycle publishers fall silent.
 * cleanup: destroy publishers and free the inference session.
 
 Parameters come from :mod:`unified_perception.ros.params`; the run-time ones (motion threshold,
-point-cloud stride, path length, steering limits) apply from the next frame on.
+point-cloud stride, path length, steering limits) apply from the next frame on; the model and
+engine ones may be set while the node is unconfigured and apply at the next configure.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from unified_perception import topics
 from unified_perception.ros import camera_input, params
 from unified_perception.ros.camera_input import CameraInputs
-from unified_perception.ros.diagnostics import diagnostics_message
+from unified_perception.ros.diagnostics import (
+    CLEANED_UP, INACTIVE, NOT_CONFIGURED, IdleStatus, diagnostics_message, idle_message,
+    model_not_loaded)
 from unified_perception.ros.pipeline import FramePipeline
-from unified_perception.ros.publishers import OutputPublishers
+from unified_perception.ros.publishers import OUTPUT_QOS, OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.ros.worker import InferenceWorker
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
-from unified_perception.runtime.model_files import resolve_model_path, where_looked
+from unified_perception.runtime.model_files import missing_model_message, resolve_model_path
 from unified_perception.runtime.stats import RunStats
 
 NODE_NAME = "unified_perception"
@@ -39,7 +45,8 @@ class PerceptionNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.settings = params.declare(self)
-        self.add_on_set_parameters_callback(params.validate)
+        self.add_on_set_parameters_callback(
+            lambda changes: params.validate(changes, configured=self._engine is not None))
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._engine: InferenceEngine | None = None
         self._outputs: OutputPublishers | None = None
@@ -52,21 +59,21 @@ class PerceptionNode(LifecycleNode):
         self._camera_subscriptions: list[Any] = []
         self._processing_timers: list[Any] = []
         self._stats = RunStats()
+        self._idle: IdleStatus | None = NOT_CONFIGURED    # why no frame is processed; None: active
+        self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS.name,
+                                                  OUTPUT_QOS)
+        self._diagnostics_timer = self.create_timer(self.settings.diagnostics_period_s,
+                                                    self._publish_diagnostics)
 
     # ---------------------------------------------------------------- lifecycle transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         model = str(resolve_model_path(self.settings.model_path))
         if not self.settings.model_path or not os.path.isfile(model):
-            self.get_logger().error(
-                f"cannot configure: model_path '{self.settings.model_path}' is not a file; set "
-                f"the parameter model_path to an exported .onnx model (`unified-perception export`)"
-                + where_looked(self.settings.model_path))
-            return FAILURE
+            return self._configure_failed(missing_model_message(self.settings.model_path))
         try:
             self._engine = InferenceEngine(self._engine_config(model), log=self.get_logger().info)
         except Exception as err:  # ModelLoadError / ContractError: one clear line, stay unconfigured
-            self.get_logger().error(f"cannot configure: {err}")
-            return FAILURE
+            return self._configure_failed(str(err))
         self._outputs = OutputPublishers(self, self.settings.cameras, self.settings.publish_tf)
         self._stats = RunStats()
         self._inputs = CameraInputs(self.settings.cameras, self._stats.count_dropped)
@@ -83,6 +90,7 @@ class PerceptionNode(LifecycleNode):
             f"configured: model {model} at {self._engine.input_size[1]}x"
             f"{self._engine.input_size[0]} on {self._engine.active_provider}, cameras "
             f"{list(self.settings.cameras)} ({self.settings.transport})")
+        self._idle = INACTIVE
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -91,28 +99,32 @@ class PerceptionNode(LifecycleNode):
         self._worker.start()
         self._camera_subscriptions = camera_input.subscribe(self, self._inputs,
                                                             self.settings.transport)
-        self._processing_timers = [
-            self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics),
-            self.create_timer(0.05, self._watchdog)]
+        self._processing_timers = [self.create_timer(0.05, self._watchdog)]
+        self._idle = None
         self.get_logger().info("active: processing camera frames")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
+        self._idle = INACTIVE
         self.get_logger().info("inactive: not processing, not publishing")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self._idle = CLEANED_UP
         self.get_logger().info("cleaned up: inference session freed")
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release_all()
+        self.destroy_timer(self._diagnostics_timer)
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release_all()
+        self._idle = model_not_loaded("a lifecycle transition raised an error (see the log); "
+                                      "configure the node again")
         return super().on_error(state)
 
     def release_all(self) -> None:
@@ -121,6 +133,12 @@ class PerceptionNode(LifecycleNode):
         self._release()
 
     # ---------------------------------------------------------------- helpers
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        """One error line, ERROR in /diagnostics until a configure succeeds; stay unconfigured."""
+        self.get_logger().error(f"cannot configure: {reason}")
+        self._idle = model_not_loaded(reason)
+        return FAILURE
+
     def _engine_config(self, model: str) -> EngineConfig:
         s = self.settings
         return EngineConfig(model_path=model, providers=tuple(s.providers), trt_fp16=s.trt_fp16,
@@ -151,10 +169,15 @@ class PerceptionNode(LifecycleNode):
         self._vehicle.on_watchdog(self.get_clock().now().to_msg())
 
     def _publish_diagnostics(self) -> None:
-        self._outputs.vehicle.diagnostics.publish(diagnostics_message(
-            self.get_fully_qualified_name(), self.settings, self._engine, self._stats.snapshot(),
-            self._inputs.received, self._pipeline.last_invalid_reason,
-            self.get_clock().now().to_msg(), self._pipeline.last_non_finite_reason))
+        name, stamp = self.get_fully_qualified_name(), self.get_clock().now().to_msg()
+        pipeline = self._pipeline
+        if self._idle is not None or pipeline is None:
+            msg = idle_message(name, self.settings, self._idle or INACTIVE, stamp)
+        else:
+            msg = diagnostics_message(name, self.settings, self._engine, self._stats.snapshot(),
+                                      self._inputs.received, pipeline.last_invalid_reason, stamp,
+                                      pipeline.last_non_finite_reason)
+        self._diagnostics.publish(msg)
 
     def _on_parameters_set(self, parameters: list[Parameter]) -> None:
         self.settings = params.read(self)

@@ -32,7 +32,9 @@ class ParamSpec:
     """One parameter. ``kind`` is a Python type or ``"str[]"`` / ``"float[]"``.
 
     ``range`` is inclusive ``(low, high)``. ``dynamic`` parameters may change while the node runs;
-    the others are read-only. ``check`` returns a reason when a value is unacceptable.
+    ``unconfigured`` ones (the model and engine, read at configure) only while the node is
+    unconfigured (after a failed configure or a cleanup); the others are read-only. ``check``
+    returns a reason when a value is unacceptable.
     """
 
     name: str
@@ -42,6 +44,7 @@ class ParamSpec:
     range: tuple[float, float] | None = None
     dynamic: bool = False
     check: Callable[[Any], str | None] | None = None
+    unconfigured: bool = False
 
     @property
     def attr(self) -> str:
@@ -51,15 +54,17 @@ class ParamSpec:
     def descriptor(self) -> ParameterDescriptor:
         desc = ParameterDescriptor(
             name=self.name, type=_TYPES[self.kind], description=self.description,
-            read_only=not self.dynamic)
+            read_only=not (self.dynamic or self.unconfigured))
         if self.range is not None and self.kind is float:
             desc.floating_point_range = [FloatingPointRange(
                 from_value=float(self.range[0]), to_value=float(self.range[1]), step=0.0)]
         elif self.range is not None and self.kind is int:
             desc.integer_range = [IntegerRange(
                 from_value=int(self.range[0]), to_value=int(self.range[1]), step=1)]
-        if self.range is not None:
-            desc.additional_constraints = f"{self.range[0]} <= value <= {self.range[1]}"
+        constraints = [f"{self.range[0]} <= value <= {self.range[1]}"] if self.range else []
+        if self.unconfigured:
+            constraints.append("set only while the node is unconfigured; read at configure")
+        desc.additional_constraints = "; ".join(constraints)
         return desc
 
     def problem(self, value: Any) -> str | None:
@@ -87,24 +92,25 @@ def _non_empty(v: Sequence[str]) -> str | None:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    # Model and engine (read-only: changing them means cleanup + configure).
+    # Model and engine (set while unconfigured: cleanup, set, configure).
     ParamSpec("model_path", SHIPPED_MODEL, str,
               "ONNX model file following the unified_perception contract; '~' is expanded; a bare "
               "file name not in the working directory is looked up in the package's models "
-              "folder (default: the shipped model)"),
+              "folder (default: the shipped model)", unconfigured=True),
     ParamSpec("providers", ["tensorrt", "cuda", "cpu"], "str[]",
               "ONNX Runtime providers in order of preference; the first that loads is used",
-              check=lambda v: None if v and set(v) <= {"tensorrt", "cuda", "cpu"} else
-              f"must be a non-empty list of tensorrt / cuda / cpu, got {list(v)}"),
-    ParamSpec("trt_fp16", True, bool, "let TensorRT build fp16 engines"),
+              unconfigured=True, check=lambda v: None if v and set(v) <= {"tensorrt", "cuda", "cpu"}
+              else f"must be a non-empty list of tensorrt / cuda / cpu, got {list(v)}"),
+    ParamSpec("trt_fp16", True, bool, "let TensorRT build fp16 engines", unconfigured=True),
     ParamSpec("trt_cache_dir", "~/.cache/unified_perception/trt", str,
-              "directory of the persistent TensorRT engine cache"),
+              "directory of the persistent TensorRT engine cache", unconfigured=True),
     ParamSpec("max_gap_s", 0.5, float,
               "s; a camera's temporal state is reset after a gap longer than this or a time jump "
-              "backwards", range=(0.001, 60.0)),
-    ParamSpec("warmup_runs", 2, int, "inference runs on blank frames at configure", range=(0, 100)),
+              "backwards", range=(0.001, 60.0), unconfigured=True),
+    ParamSpec("warmup_runs", 2, int, "inference runs on blank frames at configure",
+              range=(0, 100), unconfigured=True),
     ParamSpec("intra_op_threads", 0, int, "ONNX Runtime CPU threads, 0 = its default",
-              range=(0, 256)),
+              range=(0, 256), unconfigured=True),
     ParamSpec("autostart", True, bool, "configure and activate at start-up"),
     # Cameras.
     ParamSpec("cameras", ["front"], "str[]",
@@ -230,12 +236,16 @@ def read(node: Node) -> NodeSettings:
     return NodeSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def validate(parameters: Sequence[Parameter]) -> SetParametersResult:
-    """The on-set-parameters check: every parameter of the request must pass its spec."""
+def validate(parameters: Sequence[Parameter], configured: bool = False) -> SetParametersResult:
+    """The on-set-parameters check: every parameter of the request must pass its spec, and the
+    model and engine ones (``unconfigured``) change only while the node is not ``configured``."""
     reasons = []
     for param in parameters:
         spec = PARAM_BY_NAME.get(param.name)
-        if spec is not None and (reason := spec.problem(_plain(param.value))):
+        if spec is not None and spec.unconfigured and configured:
+            reasons.append(f"{spec.name} is read-only while the node is configured: deactivate and "
+                           f"clean up the node, set it, then configure")
+        elif spec is not None and (reason := spec.problem(_plain(param.value))):
             reasons.append(reason)
     return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
 

@@ -95,13 +95,16 @@ class VehiclePublishers:
     steering_angle: TopicPublisher
     steering_marker: TopicPublisher
     steering_command: TopicPublisher | None     # only where ackermann_msgs is installed
-    diagnostics: TopicPublisher
     tf: TopicPublisher | None = None            # only where tf2_msgs is installed and publish_tf
     tf_static: TopicPublisher | None = None
 
 
 class OutputPublishers:
-    """Every publisher of the node; created at configure, destroyed at cleanup."""
+    """Every output publisher of the node; created at configure, destroyed at cleanup.
+
+    ``/diagnostics`` is not among them: the node publishes it in every lifecycle state
+    (``ros/diagnostics.py``) with :data:`OUTPUT_QOS`.
+    """
 
     def __init__(self, node: LifecycleNode, cameras: tuple[str, ...], publish_tf: bool = True
                  ) -> None:
@@ -118,8 +121,7 @@ class OutputPublishers:
             steering_angle=TopicPublisher(node, topics.STEERING_ANGLE, topics.STEERING_ANGLE.name),
             steering_marker=TopicPublisher(node, topics.STEERING_MARKER,
                                            topics.STEERING_MARKER.name),
-            steering_command=command,
-            diagnostics=TopicPublisher(node, topics.DIAGNOSTICS, topics.DIAGNOSTICS.name))
+            steering_command=command)
         if publish_tf and TFMessage is not None:
             self.vehicle.tf = TopicPublisher(node, topics.TF, topics.TF.name)
             self.vehicle.tf_static = TopicPublisher(node, topics.TF_STATIC, topics.TF_STATIC.name,
