@@ -182,3 +182,53 @@ def test_a_model_outside_the_contract_is_refused_naming_the_problem(bag: Path, t
     assert _replay(bag, other, tmp_path / "out") == 2
     _assert_one_clear_error(capsys, "contract version is 2.0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other_contract.onnx"]
+
+
+def _with_marked_frame(bag: Path, out: Path, index: int, corner: int) -> Path:
+    """``bag`` rewritten with camera frame ``index`` marked by ``corner`` (see fault_helpers)."""
+    from fault_helpers import frame_with_corner
+
+    with bag_writer(out) as writer:
+        for topic, items in read_bag(bag).items():
+            conn = writer.add_connection(topic, items[0][1], typestore=bag_messages.TYPESTORE)
+            for k, (ns, msg_type, raw) in enumerate(items):
+                if topic == f"/{CAMERA}/image_raw" and k == index:
+                    msg = bag_messages.TYPESTORE.deserialize_cdr(raw, msg_type)
+                    assert msg.encoding == "rgb8" and msg.step == 3 * msg.width
+                    rgb = msg.data.reshape(msg.height, msg.width, 3)
+                    msg.data = frame_with_corner(rgb, corner).reshape(-1)
+                    raw = bag_messages.serialize(msg)
+                writer.write(conn, ns, raw)
+    return out
+
+
+@pytest.mark.parametrize("corner", ["nan", "inf"])
+def test_a_frame_with_non_finite_outputs_writes_nothing_is_dropped_and_pairs_restart(
+        bag: Path, tiny_model_path: Path, tmp_path: Path, capsys, corner: str) -> None:
+    import json
+
+    from fault_helpers import INF_CORNER, NAN_CORNER, poisoned_model
+
+    model = poisoned_model(tiny_model_path, tmp_path / "poisoned.onnx")
+    marked = _with_marked_frame(bag, tmp_path / "marked", 2,
+                                NAN_CORNER if corner == "nan" else INF_CORNER)
+    assert _replay(marked, model, tmp_path / "pred") == 0
+    assert "frame 2 is dropped: model outputs not finite (depth" in capsys.readouterr().err
+    stamps, messages = _camera_stamps(bag), read_bag(tmp_path / "pred")
+    kept = stamps[:2] + stamps[3:]
+    for topic in SINGLE_FRAME:
+        assert [ns for ns, _, _ in messages[topic]] == kept, topic
+    for topic in TWO_FRAME:     # frame 3 starts afresh: the state frame 2 wrote is not trusted
+        assert [ns for ns, _, _ in messages[topic]] == [stamps[1], *stamps[4:]], topic
+    for topic in ("/steering/angle", "/odometry"):
+        for _, msg_type, raw in messages[topic]:
+            msg = deserialize_message(raw, rclpy_class(msg_type))
+            values = [msg.data] if topic == "/steering/angle" else [
+                msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z]
+            assert np.isfinite(values).all(), topic
+    summary = deserialize_message(messages["/replay/summary"][0][2],
+                                  rclpy_class("diagnostic_msgs/msg/DiagnosticArray"))
+    assert {k: key_values(summary)[k] for k in ("frames_in", "frames_out", "dropped")} == {
+        "frames_in": str(FRAMES), "frames_out": str(FRAMES - 1), "dropped": "1"}
+    metrics = json.loads((tmp_path / "pred_report" / "metrics.json").read_text())
+    assert metrics["frames"] == {"in": FRAMES, "out": FRAMES - 1, "dropped": 1}

@@ -4,6 +4,8 @@ Mirrors what the node publishes for a frame (``ros/camera_outputs.py`` and ``ros
 the same runtime functions compute the values, :mod:`unified_perception.bag_messages` lays them
 out. Two-frame outputs (motion mask, scene flow and its cloud, odometry) exist only for a valid
 frame pair, as on the node. Every message is stamped with the camera frame's stamp ``ns``.
+Only finite results (``FrameResult.finite``) are turned into messages: like the node, the replay
+drops a frame whose model outputs hold NaN / Inf before anything is derived from it.
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ def output_intrinsics(info: Any | None, image_hw: tuple[int, int], model_hw: tup
 def camera_messages(result: FrameResult, ns: int, frame_id: str, K: np.ndarray, palette: np.ndarray,
                     motion_threshold: float, cloud_stride: int,
                     source_info: Any | None = None) -> list[OutputMessage]:
-    """Per-camera outputs of ``result``.
+    """Per-camera outputs of ``result`` (a finite one; raises ``ValueError`` otherwise).
 
     ``K``: ``[3, 3]`` at the output size; ``palette``: ``[256, 3] uint8``; ``source_info``: the
     input's CameraInfo, whose distortion carries over to ``depth/camera_info``.
     """
+    if not result.finite:
+        raise ValueError(f"frame {ns} of camera '{result.camera}': outputs not finite "
+                         f"({', '.join(result.non_finite)}); drop the frame, publish nothing of it")
     out: list[OutputMessage] = []
 
     def add(spec: topics.TopicSpec, values: np.ndarray) -> None:

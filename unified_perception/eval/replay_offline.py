@@ -4,7 +4,11 @@ Per frame, in the bag's order: decode (``runtime.image_codec``), one engine call
 temporal state (``runtime.engine``), the per-camera outputs and the vehicle outputs
 (``runtime.vehicle_state``: odometry integration, steering limits) built as the node builds them.
 The steering command is issued at the frame's receive time, as the node running on the bag's
-``/clock`` would. Deterministic: the same bag and model give the same bytes.
+``/clock`` would. A frame the node drops is dropped here too, and counted: one that cannot be
+decoded, and one whose model outputs hold NaN / Inf (``FrameResult.finite``): nothing derived from
+it is written, the vehicle state never sees it, and the engine restarts the camera's temporal
+state, so the next frame has no two-frame outputs. Deterministic: the same bag and model give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ class OfflineReplay:
         self.palette = semantic_palette(self.engine.metadata.class_colors)
 
     def process(self, frame: InputFrame, bag: PredictionBag) -> bool:
-        """Run one frame and write its outputs and latency; False if the image cannot be decoded
-        (the node drops such a frame too)."""
+        """Run one frame and write its outputs and latency; False (nothing written) if the image
+        cannot be decoded or the model's outputs for it are not finite (the node drops both)."""
         start = time.perf_counter()
         try:
             image = decode_any_rgb(frame.image)
@@ -60,6 +64,10 @@ class OfflineReplay:
         s = self.settings
         stamp_s = ns_to_s(frame.stamp_ns)
         result = self.engine.infer([CameraFrame(self.camera, image, stamp_s)])[0]
+        if not result.finite:
+            print(f"replay: frame {frame.index} is dropped: model outputs not finite "
+                  f"({', '.join(result.non_finite)}); the temporal state restarts", file=sys.stderr)
+            return False
         K = output_intrinsics(frame.info, image.shape[:2], self.engine.input_size,
                               self.engine.metadata)
         frame_id = s.optical_frame_id or frame.image.header.frame_id
