@@ -1,0 +1,52 @@
+"""A softmax over an inner axis is written out as the same maths; the export applies it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, shape_inference
+
+from unified_perception.deploy.graph_rewrites import decompose_inner_softmax
+
+
+def _two_softmaxes(opset: int) -> onnx.ModelProto:
+    """``x [2, 5, 3, 4]`` -> softmax over axis 1 (``inner``) and over the last axis (``last``)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3, 4])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 5, 3, 4]) for n in ("inner", "last")]
+    graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["inner"], axis=1, name="sm_inner"),
+                               helper.make_node("Softmax", ["x"], ["last"], axis=-1, name="sm_last")],
+                              "g", [x], outs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _run(proto: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})
+
+
+def test_inner_softmax_is_replaced_by_the_same_values_and_the_last_axis_one_is_kept() -> None:
+    x = (np.random.default_rng(0).standard_normal((2, 5, 3, 4)) * 30).astype(np.float32)  # large logits
+    for opset in (13, 18):
+        proto = _two_softmaxes(opset)
+        before = _run(proto, x)
+        assert decompose_inner_softmax(proto) == 1
+        onnx.checker.check_model(proto, full_check=True)
+        softmaxes = [n for n in proto.graph.node if n.op_type == "Softmax"]
+        assert [n.name for n in softmaxes] == ["sm_last"]
+        after = _run(proto, x)
+        np.testing.assert_allclose(after[0], before[0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(after[1], before[1])
+        np.testing.assert_allclose(after[0].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: Path) -> None:
+    graph = shape_inference.infer_shapes(onnx.load(str(tiny_model_path))).graph
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph.value_info}
+    inner = [n.name for n in graph.node if n.op_type == "Softmax"
+             and next((a.i for a in n.attribute if a.name == "axis"), -1) % ranks[n.input[0]]
+             != ranks[n.input[0]] - 1]
+    assert inner == []
+    assert any(n.op_type == "Exp" and "_decomposed" in n.name for n in graph.node)

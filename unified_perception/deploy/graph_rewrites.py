@@ -1,0 +1,81 @@
+"""Rewrites of an ONNX graph into the same maths with faster kernels.
+
+``Softmax`` over an axis that is not the last one (the depth head's 32 disparity bins, axis 1 of
+``[N, 32, H, W]``) makes ONNX Runtime's CPU kernel transpose the tensor to put the axis last and
+back again: at 192x640 that one node took about a quarter of the whole model's time. Written out
+as ``exp(x - max) / sum(exp(x - max))`` with ``ReduceMax`` / ``ReduceSum`` over the same axis, every
+op runs on the tensor where it lies (measured 5x faster for that node). The definition is the
+ONNX one (opset >= 13: softmax along ``axis`` alone), the max is subtracted first as in every
+numerically safe softmax, and results match the fused kernel to float32 rounding (~1e-7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+SOFTMAX_SUFFIX = "_decomposed"
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _ranks(proto: onnx.ModelProto) -> dict[str, int]:
+    """Tensor name -> rank, from ONNX shape inference (tensors of unknown rank are absent)."""
+    graph = shape_inference.infer_shapes(proto).graph
+    values = [*graph.value_info, *graph.input, *graph.output]
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in values
+            if v.type.tensor_type.HasField("shape")}
+
+
+def _softmax_axis(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), -1)
+
+
+def _decomposed(node: onnx.NodeProto, axis: int, opset: int) -> tuple[list[onnx.NodeProto], onnx.TensorProto]:
+    """The nodes of ``exp(x - max) / sum(exp(x - max))`` over ``axis`` writing ``node``'s output."""
+    x, y, base = node.input[0], node.output[0], (node.name or node.output[0]) + SOFTMAX_SUFFIX
+    axes = numpy_helper.from_array(np.array([axis], np.int64), f"{base}/axes")
+    if opset >= 18:      # ReduceMax takes its axes as an input from opset 18, ReduceSum from 13
+        reduce_max = helper.make_node("ReduceMax", [x, axes.name], [f"{base}/max"], keepdims=1,
+                                      name=f"{base}/ReduceMax")
+    else:
+        reduce_max = helper.make_node("ReduceMax", [x], [f"{base}/max"], axes=[axis], keepdims=1,
+                                      name=f"{base}/ReduceMax")
+    nodes = [
+        reduce_max,
+        helper.make_node("Sub", [x, f"{base}/max"], [f"{base}/shifted"], name=f"{base}/Sub"),
+        helper.make_node("Exp", [f"{base}/shifted"], [f"{base}/exp"], name=f"{base}/Exp"),
+        helper.make_node("ReduceSum", [f"{base}/exp", axes.name], [f"{base}/sum"], keepdims=1,
+                         name=f"{base}/ReduceSum"),
+        helper.make_node("Div", [f"{base}/exp", f"{base}/sum"], [y], name=f"{base}/Div"),
+    ]
+    return nodes, axes
+
+
+def decompose_inner_softmax(proto: onnx.ModelProto) -> int:
+    """Replace every ``Softmax`` of ``proto``'s main graph over a non-last axis by the same softmax
+    written out (see the module docstring). Modifies ``proto`` in place; returns how many were
+    replaced. Models below opset 13 (whose Softmax flattens the trailing axes) are left alone."""
+    opset = _default_opset(proto)
+    if opset < 13:
+        return 0
+    ranks = _ranks(proto)
+    graph = proto.graph
+    nodes: list[onnx.NodeProto] = []
+    replaced = 0
+    for node in graph.node:
+        rank = ranks.get(node.input[0]) if node.op_type == "Softmax" and node.domain in ("", "ai.onnx") else None
+        axis = _softmax_axis(node) if rank else -1
+        if not rank or axis % rank == rank - 1:
+            nodes.append(node)
+            continue
+        written_out, axes = _decomposed(node, axis % rank, opset)
+        nodes += written_out
+        graph.initializer.append(axes)
+        replaced += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return replaced
