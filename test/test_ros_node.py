@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -360,26 +361,40 @@ def test_a_missing_model_fails_configure_and_leaves_the_node_unconfigured(
 
 
 
-def test_two_cameras_are_batched_and_only_the_first_drives_the_vehicle_outputs(
+def _own_status(name_prefix: str) -> Callable[[DiagnosticArray], bool]:
+    return lambda msg: bool(msg.status) and msg.status[0].name.startswith(name_prefix)
+
+
+def test_two_cameras_share_one_inference_call_and_only_the_first_drives_the_vehicle_outputs(
         tiny_model_path: Path) -> None:
+    """Both cameras publish a frame at once: at least one inference call carries both (batch of 2,
+    as the engine counts it in /diagnostics); each camera's outputs keep its own frame id and
+    stamps, and only the first camera's frames drive odometry."""
     session = RosSession()
     try:
         node = PerceptionNode(context=session.context, cli_args=[
             "--ros-args", "-r", "__ns:=/two"], parameter_overrides=[
             Parameter("model_path", value=str(tiny_model_path)),
             Parameter("providers", value=["cpu"]), Parameter("warmup_runs", value=0),
-            Parameter("cameras", value=["front", "rear"]), Parameter("max_gap_s", value=5.0)])
+            Parameter("cameras", value=["front", "rear"]), Parameter("max_gap_s", value=5.0),
+            Parameter("batch_window_s", value=0.3), Parameter("diagnostics_period_s", value=0.1)])
         assert autostart(node)
         session.add(node)
         # its own namespace: the module's node (still running) also listens on /front/...
         tester = session.add(Node("tester3", namespace="two", context=session.context))
         recorder = Recorder(tester, [("front/depth", Image), ("rear/depth", Image),
-                                     ("odometry", Odometry), ("steering/angle", Float32)])
+                                     ("odometry", Odometry), ("steering/angle", Float32),
+                                     ("/diagnostics", DiagnosticArray)])
+        ours = _own_status("two/")      # /diagnostics also carries the module node's status
         feeds = {cam: CameraFeed(tester, cam) for cam in ("front", "rear")}
         for feed in feeds.values():
             feed.wait_connected()
         sent: dict[str, list] = {"front": [], "rear": []}
-        for seed in range(60):
+
+        def batched(msg: DiagnosticArray) -> bool:
+            return ours(msg) and int(_diagnostic_values(msg)["max_frames_per_call"]) >= 2
+
+        for seed in range(20):      # best effort may lose a frame: send pairs until one batched
             for cam, feed in feeds.items():
                 msg = rgb_image(_frame(seed), stamp_now(tester), f"{cam}_optical")
                 sent[cam].append(msg.header.stamp)
@@ -387,9 +402,14 @@ def test_two_cameras_are_batched_and_only_the_first_drives_the_vehicle_outputs(
             try:
                 recorder.wait_for("odometry", timeout_s=0.5)
                 recorder.wait_for("rear/depth", timeout_s=0.5)
+                recorder.wait_for("/diagnostics", batched, timeout_s=0.5)
                 break
             except AssertionError:
                 continue
+        wait_until(lambda: any(map(batched, recorder.messages("/diagnostics"))), 2.0,
+                   "an inference call carrying both cameras (max_frames_per_call 2 in /diagnostics)")
+        values = _diagnostic_values(recorder.wait_for("/diagnostics", batched))
+        assert int(values["max_frames_per_call"]) == 2      # two cameras, each once per call
         for cam in ("front", "rear"):
             depth = recorder.wait_for(f"{cam}/depth")
             assert depth.header.frame_id == f"{cam}_optical"

@@ -12,6 +12,7 @@ import pytest
 
 from unified_perception.contract import ContractError
 from unified_perception.runtime.providers import DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES
+from unified_perception.runtime.stats import BatchSnapshot
 from unified_perception.runtime.engine import (
     CameraFrame, EngineConfig, FrameResult, InferenceEngine, ModelLoadError)
 
@@ -92,6 +93,10 @@ def test_two_cameras_batched_keep_separate_states(tiny_model_path: Path) -> None
             assert together[0].pair_valid and not together[1].pair_valid
             assert together[1].reset_reason == "reset requested"
     assert [r.pair_valid for r in together] == [True, True]
+    # frames per call as the node's /diagnostics reports them (warm-up calls are not counted)
+    assert batched.batches.snapshot() == BatchSnapshot(calls=4, frames_per_call=2.0,
+                                                       max_frames_per_call=2, window=4)
+    assert alone.batches.snapshot() == BatchSnapshot(8, 1.0, 1, 8)
 
 
 def test_state_on_device_with_io_binding_matches_host_state(tiny_model_path: Path) -> None:

@@ -15,7 +15,7 @@ from unified_perception.runtime.preprocess import (
     scale_intrinsics)
 from unified_perception.runtime.providers import explain_fallback, select_providers
 from unified_perception.runtime.scene_flow import backproject, scene_flow_points
-from unified_perception.runtime.stats import RunStats
+from unified_perception.runtime.stats import BatchSnapshot, BatchStats, RunStats
 
 K_FULL = np.array([[700.0, 0.0, 639.5], [0.0, 700.0, 359.5], [0.0, 0.0, 1.0]])
 
@@ -139,6 +139,15 @@ def test_run_stats_report_rate_percentiles_and_counters() -> None:
     stats.reset()
     assert stats.snapshot().frames == 0 and stats.snapshot().rate_hz == 0.0
     assert stats.snapshot().since_invalid_s is None
+
+
+def test_batch_stats_give_the_mean_over_the_window_and_the_largest_batch_since_start() -> None:
+    batches = BatchStats(window=3)
+    assert batches.snapshot() == BatchSnapshot(0, 0.0, 0, 0)
+    for frames in (1, 3, 1, 2, 2):
+        batches.record(frames)
+    assert batches.snapshot() == BatchSnapshot(calls=5, frames_per_call=pytest.approx(5 / 3),
+                                               max_frames_per_call=3, window=3)
 
 
 def test_providers_follow_the_preference_and_say_why() -> None:

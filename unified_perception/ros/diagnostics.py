@@ -1,7 +1,8 @@
 """The node's ``/diagnostics`` status, in every lifecycle state.
 
 While the node processes frames (active): rate, latency, drops, invalid frames, non-finite model
-outputs, provider, model (:func:`diagnostics_message`). Otherwise why it does not
+outputs, frames per inference call (how many cameras shared one batched call), provider, model
+(:func:`diagnostics_message`). Otherwise why it does not
 (:class:`IdleStatus`, :func:`idle_message`): ERROR while the model could not be loaded (the reason
 of the last failed configure), WARN while it is unconfigured or inactive on request.
 """
@@ -64,8 +65,10 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
     not finite (from such a frame until the next good one); WARN when no frame was processed for
     ``steering.stale_timeout_s`` (the steering watchdog holds), when frames were rejected or
     outputs were not finite in the last :data:`RECENT_INVALID_S`, or none was processed yet.
-    Rate (frames of all cameras per second) and latency (receipt to published) are over the
-    recent window."""
+    Rate (frames of all cameras per second), latency (receipt to published) and frames per
+    inference call (the engine's batch sizes) are over the recent window; the largest batch and the
+    call count are since configure."""
+    batches = engine.batches.snapshot()
     values = {
         "lifecycle_state": "active",
         "rate_hz": f"{stats.rate_hz:.2f}",
@@ -79,6 +82,9 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
         "last_invalid_reason": last_invalid_reason,
         "frames_non_finite": stats.non_finite,
         "last_non_finite_reason": last_non_finite_reason,
+        "inference_calls": batches.calls,
+        "frames_per_call": f"{batches.frames_per_call:.2f}",
+        "max_frames_per_call": batches.max_frames_per_call,
         "active_provider": engine.active_provider,
         "provider_reason": engine.provider_reason,
         "model_path": settings.model_path,

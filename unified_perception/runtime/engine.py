@@ -32,6 +32,7 @@ from unified_perception.runtime.preprocess import batch_images, check_rgb
 from unified_perception.runtime.providers import (
     DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES, TENSORRT, ProviderChoice, explain_fallback, select_providers)
 from unified_perception.runtime.state import HostStates, StateSpec, reset_reason, state_specs
+from unified_perception.runtime.stats import BatchStats
 
 __all__ = ["CameraFrame", "ContractError", "EngineConfig", "FrameResult", "InferenceEngine",
            "ModelLoadError"]
@@ -115,7 +116,8 @@ class InferenceEngine:
     """Runs a contract model on batches of camera frames. Thread-safe (one call at a time).
 
     Attributes: ``metadata`` (:class:`ModelMetadata`), ``active_provider`` (``tensorrt``, ``cuda``
-    or ``cpu``), ``provider_reason`` (one sentence), ``input_size`` (``(h, w)`` pixels).
+    or ``cpu``), ``provider_reason`` (one sentence), ``input_size`` (``(h, w)`` pixels),
+    ``batches`` (:class:`BatchStats`: frames per :meth:`infer` call, warm-up excluded).
     """
 
     def __init__(self, config: EngineConfig, log: Callable[[str], None] | None = None) -> None:
@@ -145,6 +147,7 @@ class InferenceEngine:
                         if on_device and self.state_specs else None)
         self._last_stamp: dict[str, float] = {}
         self._reset_requested: dict[str, str] = {}     # camera -> why its next frame starts afresh
+        self.batches = BatchStats()
         self._log(f"unified_perception: running {self.model_path.name} on "
                   f"{DISPLAY_NAMES.get(self.active_provider, self.active_provider)}: "
                   f"{self.provider_reason}")
@@ -186,6 +189,7 @@ class InferenceEngine:
                     self._reset_requested[f.camera] = (
                         f"the previous frame's outputs were not finite ({', '.join(names)})")
                 self._last_stamp[f.camera] = f.stamp_s
+            self.batches.record(len(frames))
         return [self._result(i, f, outputs, None if fresh[i] else f.stamp_s - previous[i], reasons[i],
                              bad[i])
                 for i, f in enumerate(frames)]

@@ -1,5 +1,6 @@
 """Run statistics for diagnostics: output rate, latency percentiles, dropped, invalid frames and
-frames whose model outputs were not finite.
+frames whose model outputs were not finite (:class:`RunStats`); frames per inference call, i.e. how
+many cameras share one batched call (:class:`BatchStats`).
 
 Thread-safe: frames are recorded from the inference thread while diagnostics read from the executor.
 Times in seconds in, Hz and milliseconds out.
@@ -102,3 +103,37 @@ class RunStats:
             self._last_invalid_s = None
             self._non_finite = 0
             self._last_non_finite_s = None
+
+
+class BatchSnapshot(NamedTuple):
+    """Frames per inference call: how many camera frames each batched session run carried."""
+
+    calls: int                  # inference calls since start
+    frames_per_call: float      # mean over the last ``window`` calls, 0.0 before the first call
+    max_frames_per_call: int    # largest batch since start, 0 before the first call
+    window: int                 # calls the mean is computed over
+
+
+class BatchStats:
+    """Counts inference calls and the number of frames each carried (thread-safe)."""
+
+    def __init__(self, window: int = 100) -> None:
+        if window < 1:
+            raise ValueError(f"the batch statistics window needs at least 1 call, got {window}")
+        self._lock = threading.Lock()
+        self._sizes: deque[int] = deque(maxlen=window)
+        self._calls = self._max = 0
+
+    def record(self, frames: int) -> None:
+        """One inference call that ran ``frames`` camera frames (one batch row each)."""
+        with self._lock:
+            self._sizes.append(int(frames))
+            self._calls += 1
+            self._max = max(self._max, int(frames))
+
+    def snapshot(self) -> BatchSnapshot:
+        with self._lock:
+            sizes = list(self._sizes)
+            calls, largest = self._calls, self._max
+        mean = float(np.mean(sizes)) if sizes else 0.0
+        return BatchSnapshot(calls, mean, largest, len(sizes))
