@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from unified_perception.image_size import parse_size
 from unified_perception.sim.bag_writer import write_bag
-from unified_perception.sim.config import CameraConfig, SimConfig, parse_size
+from unified_perception.sim.config import CameraConfig, SimConfig
 from unified_perception.sim.world import SyntheticWorld
 
 

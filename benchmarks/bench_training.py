@@ -30,14 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script from a checkout
 
+from unified_perception.image_size import parse_size  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["depth", "semantic", "instance", "panoptic", "motion", "scene_flow", "pose", "steering"]
 BAG_SEEDS = (1, 2)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
 
 
 def bench_recipe(bags: list[Path], size: tuple[int, int], batch: int, steps: int, workers: int):

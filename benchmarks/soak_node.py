@@ -44,6 +44,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from unified_perception.image_size import parse_size  # noqa: E402
 from unified_perception.ros.builders import s_to_stamp, stamp_to_s  # noqa: E402
 
 CAMERA_HW = (720, 1280)
@@ -166,7 +167,7 @@ def main() -> int:
     os.environ.update(dds)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with tempfile.TemporaryDirectory() as tmp:
-        height, width = (int(v) for v in args.size.split("x"))
+        height, width = parse_size(args.size)
         model = args.model or export_light_model(height, width, Path(tmp))
         node = start_node(model, env)
         context = Context()

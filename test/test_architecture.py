@@ -93,6 +93,7 @@ OFFLINE_PARTS = {"train", "sim", "data", "eval"}
 def test_contract_and_topics_use_only_the_standard_library() -> None:
     assert _violations("contract.py", {"runtime", "ros", *OFFLINE_PARTS}, set()) == []
     assert _violations("topics.py", {"runtime", "ros", *OFFLINE_PARTS}, set()) == []
+    assert _violations("image_size.py", {"runtime", "ros", *OFFLINE_PARTS}, set()) == []
     assert _violations("transforms.py", {"runtime", "ros", *OFFLINE_PARTS}, {"numpy"}) == []
 
 

@@ -9,8 +9,8 @@ Public API::
     from unified_perception.sim.bag_writer import write_bag          # frames -> ROS 2 bag (rosbags)
 """
 
-from unified_perception.sim.config import CameraConfig, SimConfig, SimConfigError, parse_size
+from unified_perception.sim.config import CameraConfig, SimConfig, SimConfigError
 from unified_perception.sim.world import SimFrame, SyntheticWorld, render_sequence
 
-__all__ = ["CameraConfig", "SimConfig", "SimConfigError", "SimFrame", "SyntheticWorld", "parse_size",
+__all__ = ["CameraConfig", "SimConfig", "SimConfigError", "SimFrame", "SyntheticWorld",
            "render_sequence"]

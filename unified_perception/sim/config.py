@@ -7,7 +7,6 @@ optical convention for the camera (z forward, x right, y down).
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -100,13 +99,3 @@ class SimConfig:
         """A JSON-serialisable summary (for bag metadata)."""
         return asdict(self)
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``"192x640"``) into ``(height, width)`` pixels."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise SimConfigError(f"image size '{text}' is not HxW: write it like 192x640 (height x width)")
-    height, width = int(match.group(1)), int(match.group(2))
-    if height < 8 or width < 8:
-        raise SimConfigError(f"image size {height}x{width} is too small: use at least 8x8")
-    return height, width

@@ -6,8 +6,9 @@ import argparse
 import sys
 from dataclasses import replace
 
+from unified_perception.image_size import ImageSizeError, parse_size
 from unified_perception.sim.bag_writer import BagWriteError, write_bag
-from unified_perception.sim.config import CameraConfig, SimConfig, SimConfigError, parse_size
+from unified_perception.sim.config import CameraConfig, SimConfig, SimConfigError
 from unified_perception.sim.world import SyntheticWorld
 
 DEFAULT_START_TIME_S = 1_700_000_000.0
@@ -43,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         summary = write_bag(args.out, frames, storage=args.storage,
                             config_json=config.to_json_dict(), total=config.frames,
                             progress=not args.quiet)
-    except (SimConfigError, BagWriteError) as err:
+    except (ImageSizeError, SimConfigError, BagWriteError) as err:
         print(f"unified-perception synth: {err}", file=sys.stderr)
         return 2
     print(f"wrote {summary.frames} frames ({config.camera.height}x{config.camera.width}, seed "

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from unified_perception import image_size
 from unified_perception.contract import Task
 
 DEFAULT_BACKBONE = "resnet18"
@@ -47,22 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ONNX Runtime and TensorRT cast them back when they load the model")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'192x640' -> (192, 640); one clear error otherwise."""
+def size_flag(text: str) -> tuple[int, int]:
+    """``--size`` as ``(height, width)``: multiples of 32 (the coarsest stride); one clear error."""
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"--size '{text}' is not HxW (e.g. 192x640)") from None
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise SystemExit(f"--size {h}x{w}: both sides must be positive multiples of 32")
-    return h, w
+        return image_size.parse_size(text, multiple_of=32)
+    except image_size.ImageSizeError as err:
+        raise SystemExit(f"--size: {err}") from None
 
 
 def flag_config(args: argparse.Namespace):
     """The :class:`ModelConfig` the flags describe (defaults where a flag is not given)."""
     from unified_perception.train.checkpoint import ModelConfig
 
-    height, width = parse_size(args.size or DEFAULT_SIZE)
+    height, width = size_flag(args.size or DEFAULT_SIZE)
     return ModelConfig(args.backbone or DEFAULT_BACKBONE, height, width,
                        tuple(args.tasks or [t.value for t in Task]), args.preset or DEFAULT_PRESET)
 
@@ -75,7 +73,7 @@ def checkpoint_config(args: argparse.Namespace, payload: dict[str, Any]):
         return flag_config(args)
     config = ModelConfig.from_dict(payload["model_config"])
     given = {"--backbone": (args.backbone, config.backbone),
-             "--size": (args.size and parse_size(args.size),
+             "--size": (args.size and size_flag(args.size),
                         (config.input_height, config.input_width)),
              "--tasks": (args.tasks and sorted(args.tasks), sorted(config.tasks)),
              "--preset": (args.preset, config.preset)}
