@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from unified_perception.ros.params import PARAM_BY_NAME
-from unified_perception.runtime.model_files import (SHIPPED_MODEL, models_folders,
+from unified_perception.runtime.model_files import (SHIPPED_MODEL, ModelLoadError,
+                                                    existing_model_file, models_folders,
                                                     resolve_model_path, where_looked)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,20 @@ def test_paths_with_a_folder_are_taken_as_given(tmp_path: Path) -> None:
     assert resolve_model_path("missing.onnx", [tmp_path]) == Path("missing.onnx")
     assert where_looked("/x/missing.onnx") == ""
     assert str(REPO / "models") in where_looked("missing.onnx")
+
+
+def test_a_model_path_naming_no_file_is_one_message_saying_what_to_set(tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert existing_model_file("m.onnx", [tmp_path / "none"]) == Path("m.onnx")
+    with pytest.raises(ModelLoadError, match=r"model_path 'gone.onnx' is not a file; set the "
+                                             r"parameter model_path.*looked up in"):
+        existing_model_file("gone.onnx", [tmp_path])
+    with pytest.raises(ModelLoadError, match=r"model_path '' is not a file"):
+        existing_model_file("", [tmp_path])
+    with pytest.raises(ModelLoadError, match=r"is not a file"):
+        existing_model_file(str(tmp_path), [tmp_path])      # a folder is no model file
 
 
 def test_git_tracks_the_shipped_model_but_ignores_other_onnx_files_in_models() -> None:

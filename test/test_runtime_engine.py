@@ -175,7 +175,7 @@ def test_a_model_missing_an_output_is_rejected_naming_it(tiny_model_path: Path, 
 
 
 def test_a_missing_or_unreadable_model_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"does not exist.*unified-perception export"):
+    with pytest.raises(ModelLoadError, match=r"nope.onnx' is not a file.*unified-perception export"):
         _engine(tmp_path / "nope.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not a model")

@@ -14,7 +14,6 @@ engine ones may be set while the node is unconfigured and apply at the next conf
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -32,7 +31,6 @@ from unified_perception.ros.publishers import OUTPUT_QOS, OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.ros.worker import InferenceWorker
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
-from unified_perception.runtime.model_files import missing_model_message, resolve_model_path
 from unified_perception.runtime.stats import RunStats
 
 NODE_NAME = "unified_perception"
@@ -67,11 +65,8 @@ class PerceptionNode(LifecycleNode):
 
     # ---------------------------------------------------------------- lifecycle transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        model = str(resolve_model_path(self.settings.model_path))
-        if not self.settings.model_path or not os.path.isfile(model):
-            return self._configure_failed(missing_model_message(self.settings.model_path))
         try:
-            self._engine = InferenceEngine(self._engine_config(model), log=self.get_logger().info)
+            self._engine = InferenceEngine(self._engine_config(), log=self.get_logger().info)
         except Exception as err:  # ModelLoadError / ContractError: one clear line, stay unconfigured
             return self._configure_failed(str(err))
         self._outputs = OutputPublishers(self, self.settings.cameras, self.settings.publish_tf)
@@ -87,7 +82,7 @@ class PerceptionNode(LifecycleNode):
                                        lambda msg: self.get_logger().error(msg),
                                        batch_window_s=lambda: self.settings.batch_window_s)
         self.get_logger().info(
-            f"configured: model {model} at {self._engine.input_size[1]}x"
+            f"configured: model {self._engine.model_path} at {self._engine.input_size[1]}x"
             f"{self._engine.input_size[0]} on {self._engine.active_provider}, cameras "
             f"{list(self.settings.cameras)} ({self.settings.transport})")
         self._idle = INACTIVE
@@ -139,9 +134,9 @@ class PerceptionNode(LifecycleNode):
         self._idle = model_not_loaded(reason)
         return FAILURE
 
-    def _engine_config(self, model: str) -> EngineConfig:
+    def _engine_config(self) -> EngineConfig:
         s = self.settings
-        return EngineConfig(model_path=model, providers=tuple(s.providers), trt_fp16=s.trt_fp16,
+        return EngineConfig(model_path=s.model_path, providers=tuple(s.providers), trt_fp16=s.trt_fp16,
                             trt_cache_dir=s.trt_cache_dir, max_gap_s=s.max_gap_s,
                             warmup_runs=s.warmup_runs, warmup_batch=len(s.cameras),
                             intra_op_threads=s.intra_op_threads)

@@ -28,6 +28,7 @@ import onnxruntime as ort
 from unified_perception import contract
 from unified_perception.contract import ContractError, ModelMetadata, TensorInfo
 from unified_perception.runtime.device_state import DeviceStates
+from unified_perception.runtime.model_files import ModelLoadError, existing_model_file
 from unified_perception.runtime.preprocess import batch_images, check_rgb
 from unified_perception.runtime.providers import (
     DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES, TENSORRT, ProviderChoice, explain_fallback, select_providers)
@@ -40,15 +41,11 @@ __all__ = ["CameraFrame", "ContractError", "EngineConfig", "FrameResult", "Infer
 _LOG = logging.getLogger("unified_perception.runtime")
 
 
-class ModelLoadError(RuntimeError):
-    """The model file is missing or ONNX Runtime cannot load it. The message says what to do."""
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     """How to run a model. Times in seconds."""
 
-    model_path: str
+    model_path: str                 # a bare file name is looked up in the package's models folders
     providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")   # ordered preference
     trt_fp16: bool = True
     trt_cache_dir: str = "~/.cache/unified_perception/trt"     # persistent engine + timing cache
@@ -126,7 +123,7 @@ class InferenceEngine:
         self._lock = threading.Lock()
         if not math.isfinite(config.max_gap_s) or config.max_gap_s <= 0:
             raise ValueError(f"max_gap_s must be a positive number of seconds, got {config.max_gap_s}")
-        self.model_path = _existing_model_file(config.model_path)
+        self.model_path = existing_model_file(config.model_path)
         choice = select_providers(config.providers, ort.get_available_providers(),
                                   trt_fp16=config.trt_fp16, trt_cache_dir=config.trt_cache_dir,
                                   device_id=config.device_id)
@@ -280,17 +277,6 @@ def non_finite_outputs(outputs: dict[str, np.ndarray], n: int) -> list[tuple[str
         for i in np.flatnonzero(rows):
             bad[i].append(name)
     return [tuple(names) for names in bad]
-
-
-def _existing_model_file(model_path: str) -> Path:
-    path = Path(os.path.expanduser(str(model_path)))
-    if not str(model_path):
-        raise ModelLoadError("no model path given: set the 'model_path' parameter to an ONNX file "
-                             "exported with `unified-perception export`")
-    if not path.is_file():
-        raise ModelLoadError(f"model file '{path}' does not exist: set 'model_path' to an ONNX file "
-                             f"exported with `unified-perception export`")
-    return path
 
 
 def _create_session(path: Path, choice: ProviderChoice, intra_op_threads: int

@@ -5,6 +5,8 @@ the repository's ``models/`` and is installed into ``share/unified_perception/mo
 ``data_files``; colcon puts it under the install prefix, pip under ``sys.prefix``). A
 ``model_path`` that is a bare file name, such as config/car.yaml's default, is looked up in those
 folders when it is not a file in the working directory; any other path is used as given.
+:func:`existing_model_file` is the one check that a ``model_path`` names a file: the engine runs
+it before loading, so the node, replay and the tools refuse a missing model with the same message.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from typing import Sequence
 PACKAGE = "unified_perception"
 SHIPPED_MODEL = "unified_synthetic_resnet18.onnx"
 """File name of the shipped model (its model card: the same name with ``.md``)."""
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing or ONNX Runtime cannot load it. The message says what to do."""
 
 
 def models_folders() -> tuple[Path, ...]:
@@ -70,3 +76,12 @@ def missing_model_message(model_path: str) -> str:
     """Why ``model_path`` cannot be loaded because it names no file, and what to do."""
     return (f"model_path '{model_path}' is not a file; set the parameter model_path to an exported "
             f".onnx model (`unified-perception export`)" + where_looked(model_path))
+
+
+def existing_model_file(model_path: str, folders: Sequence[Path] | None = None) -> Path:
+    """The file ``model_path`` names (:func:`resolve_model_path` with ``folders``);
+    :class:`ModelLoadError` with :func:`missing_model_message` when it names none."""
+    path = resolve_model_path(model_path, folders)
+    if not model_path or not path.is_file():
+        raise ModelLoadError(missing_model_message(model_path))
+    return path
