@@ -163,8 +163,13 @@ def test_providers_follow_the_preference_and_say_why() -> None:
     assert choice.active == "cuda" and "TensorRT not available" in choice.reason
     choice = select_providers(("cuda", "cpu"), ["CPUExecutionProvider"])
     assert choice.active == "cpu" and choice.reason == "CUDA not available in this onnxruntime build; using CPU"
-    with pytest.raises(ValueError, match="unknown execution provider"):
+    with pytest.raises(ValueError, match=r"\['tensorrt', 'openvino'\] names unknown execution "
+                                         r"provider\(s\) \['openvino'\]: use an ordered list of "
+                                         r"tensorrt, cuda, cpu"):
         select_providers(("tensorrt", "openvino"), gpu_build)
+    assert select_providers((" CPU ",), gpu_build).active == "cpu"
+    with pytest.raises(ValueError, match=r"\(empty list\)"):
+        select_providers((), gpu_build)
     with pytest.raises(ValueError, match="add 'cpu'"):
         select_providers(("tensorrt",), ["CPUExecutionProvider"])
 

@@ -16,7 +16,8 @@ import yaml
 from unified_perception import topics
 from unified_perception.ros.params import PARAM_BY_NAME, PARAMS
 from unified_perception.runtime.engine import EngineConfig
-from unified_perception.runtime.providers import ORT_NAMES, select_providers
+from unified_perception.runtime.providers import (ORT_NAMES, PROVIDERS, preference_problem,
+                                                  select_providers)
 
 REPO = Path(__file__).resolve().parents[1]
 CAR_YAML = REPO / "config" / "car.yaml"
@@ -69,9 +70,10 @@ def test_the_provider_defaults_and_names_are_the_table_ones() -> None:
     assert signature["trt_fp16"].default == PARAM_BY_NAME["trt_fp16"].default
     assert signature["trt_cache_dir"].default == PARAM_BY_NAME["trt_cache_dir"].default
     spec = PARAM_BY_NAME["providers"]
-    assert set(spec.default) == set(ORT_NAMES)      # every provider the runtime knows, by default
+    assert spec.default == list(PROVIDERS) and set(PROVIDERS) == set(ORT_NAMES)  # all, fastest first
+    assert spec.check is preference_problem         # the parameter accepts what the engine accepts
     assert spec.problem(list(ORT_NAMES)) is None
-    assert spec.problem(["cpu", "vulkan"]) is not None
+    assert "vulkan" in spec.problem(["cpu", "vulkan"]) and spec.problem([]) is not None
 
 
 NAME_LITERAL = re.compile(

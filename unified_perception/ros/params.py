@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 
 from unified_perception import topics
 from unified_perception.runtime.model_files import SHIPPED_MODEL
+from unified_perception.runtime.providers import DEFAULT_TRT_CACHE_DIR, PROVIDERS, preference_problem
 
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
@@ -97,12 +98,11 @@ PARAMS: tuple[ParamSpec, ...] = (
               "ONNX model file following the unified_perception contract; '~' is expanded; a bare "
               "file name not in the working directory is looked up in the package's models "
               "folder (default: the shipped model)", unconfigured=True),
-    ParamSpec("providers", ["tensorrt", "cuda", "cpu"], "str[]",
-              "ONNX Runtime providers in order of preference; the first that loads is used",
-              unconfigured=True, check=lambda v: None if v and set(v) <= {"tensorrt", "cuda", "cpu"}
-              else f"must be a non-empty list of tensorrt / cuda / cpu, got {list(v)}"),
+    ParamSpec("providers", list(PROVIDERS), "str[]",
+              f"ONNX Runtime providers in order of preference, among {', '.join(PROVIDERS)}; the "
+              f"first that loads is used", unconfigured=True, check=preference_problem),
     ParamSpec("trt_fp16", True, bool, "let TensorRT build fp16 engines", unconfigured=True),
-    ParamSpec("trt_cache_dir", "~/.cache/unified_perception/trt", str,
+    ParamSpec("trt_cache_dir", DEFAULT_TRT_CACHE_DIR, str,
               "directory of the persistent TensorRT engine cache", unconfigured=True),
     ParamSpec("max_gap_s", 0.5, float,
               "s; a camera's temporal state is reset after a gap longer than this or a time jump "

@@ -31,7 +31,8 @@ from unified_perception.runtime.device_state import DeviceStates
 from unified_perception.runtime.model_files import ModelLoadError, existing_model_file
 from unified_perception.runtime.preprocess import batch_images, check_rgb
 from unified_perception.runtime.providers import (
-    DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES, TENSORRT, ProviderChoice, explain_fallback, select_providers)
+    DEFAULT_TRT_CACHE_DIR, DISPLAY_NAMES, GPU_PROVIDERS, PROVIDERS, SHORT_NAMES, TENSORRT, ProviderChoice,
+    explain_fallback, select_providers)
 from unified_perception.runtime.state import HostStates, StateSpec, reset_reason, state_specs
 from unified_perception.runtime.stats import BatchStats
 
@@ -46,9 +47,9 @@ class EngineConfig:
     """How to run a model. Times in seconds."""
 
     model_path: str                 # a bare file name is looked up in the package's models folders
-    providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")   # ordered preference
+    providers: tuple[str, ...] = PROVIDERS     # ordered preference
     trt_fp16: bool = True
-    trt_cache_dir: str = "~/.cache/unified_perception/trt"     # persistent engine + timing cache
+    trt_cache_dir: str = DEFAULT_TRT_CACHE_DIR     # persistent engine + timing cache
     max_gap_s: float = 0.5          # per-camera state reset when the gap to the previous frame exceeds this
     warmup_runs: int = 2
     intra_op_threads: int = 0       # 0 = onnxruntime default

@@ -24,6 +24,10 @@ ORT_NAMES: dict[str, str] = {
 SHORT_NAMES: dict[str, str] = {ort: short for short, ort in ORT_NAMES.items()}
 DISPLAY_NAMES: dict[str, str] = {TENSORRT: "TensorRT", CUDA: "CUDA", CPU: "CPU"}
 GPU_PROVIDERS = frozenset({TENSORRT, CUDA})
+PROVIDERS: tuple[str, ...] = tuple(ORT_NAMES)
+"""Every provider short name the runtime knows, fastest first: also the default preference."""
+DEFAULT_TRT_CACHE_DIR = "~/.cache/unified_perception/trt"
+"""Where TensorRT keeps its engine and timing caches unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -60,24 +64,33 @@ def tensorrt_options(fp16: bool, cache_dir: str, device_id: int = 0) -> dict[str
     }
 
 
+def preference_problem(preference: Sequence[str]) -> str | None:
+    """Why ``preference`` is no usable provider list (unknown names, empty), or None.
+
+    Names are compared stripped and in lower case, as :func:`select_providers` reads them.
+    """
+    names = [str(p).strip().lower() for p in preference]
+    unknown = [p for p in names if p not in ORT_NAMES]
+    if unknown or not names:
+        return (f"names unknown execution provider(s) {unknown or '(empty list)'}: use an ordered "
+                f"list of {', '.join(PROVIDERS)} (e.g. [{', '.join(PROVIDERS)}])")
+    return None
+
+
 def _display(names: Sequence[str]) -> str:
     return ", ".join(DISPLAY_NAMES[n] for n in names)
 
 
 def select_providers(preference: Sequence[str], available: Sequence[str], *, trt_fp16: bool = True,
-                     trt_cache_dir: str = "~/.cache/unified_perception/trt",
+                     trt_cache_dir: str = DEFAULT_TRT_CACHE_DIR,
                      device_id: int = 0) -> ProviderChoice:
     """Keep the preferred providers that ``available`` (ONNX Runtime names) offers, in order.
 
     Raises ``ValueError`` for an unknown short name, an empty list, or when none is available.
     """
-    names = [p.strip().lower() for p in preference]
-    unknown = [p for p in names if p not in ORT_NAMES]
-    if unknown or not names:
-        raise ValueError(
-            f"unknown execution provider(s) {unknown or '(empty list)'}: use an ordered list of "
-            f"{', '.join(ORT_NAMES)} (e.g. [tensorrt, cuda, cpu])")
-    names = list(dict.fromkeys(names))
+    if problem := preference_problem(preference):
+        raise ValueError(f"the provider list {list(preference)} {problem}")
+    names = list(dict.fromkeys(p.strip().lower() for p in preference))
     offered = {SHORT_NAMES[a] for a in available if a in SHORT_NAMES}
     kept = [n for n in names if n in offered]
     if not kept:
