@@ -26,6 +26,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "model-card": ("unified_perception.train.model_card",
                    "write the Markdown card of an exported model (costs, CPU latency, recipe, "
                    "data, held-out demo metrics)"),
+    "quantize": ("unified_perception.deploy.quantize_command",
+                 "INT8 (QDQ) version of a model, calibrated on the frames of a bag, for the CPU "
+                 "and TensorRT INT8"),
     "info": ("unified_perception.runtime.info_command",
              "print a model's contract, tasks, parameter counts and GFLOPs per head"),
     "synth": ("unified_perception.sim.synth_command",

@@ -182,6 +182,7 @@ class MetadataKey(str, Enum):
     HEAD_PARAMETERS = "head_parameters"     # JSON {part: parameter count}
     HEAD_GFLOPS = "head_gflops"             # JSON {part: GFLOPs per frame at the input size}
     PRODUCER = "producer"                   # "unified_perception <version>"
+    QUANTIZATION = "quantization"           # JSON, only in quantized files: format, types, calibration
 
 
 REQUIRED_METADATA: tuple[MetadataKey, ...] = (
@@ -218,6 +219,7 @@ class ModelMetadata:
     head_parameters: dict[str, int] = field(default_factory=dict)
     head_gflops: dict[str, float] = field(default_factory=dict)
     producer: str = ""
+    quantization: dict[str, Any] = field(default_factory=dict)   # empty: float weights and compute
 
     @property
     def expected_outputs(self) -> tuple[str, ...]:
@@ -251,6 +253,8 @@ class ModelMetadata:
             MetadataKey.HEAD_GFLOPS: self.head_gflops,
             MetadataKey.PRODUCER: self.producer,
         }
+        if self.quantization:
+            values[MetadataKey.QUANTIZATION] = self.quantization
         return {key.value: value if isinstance(value, str) else json.dumps(value)
                 for key, value in values.items()}
 
@@ -297,6 +301,7 @@ class ModelMetadata:
                 head_parameters=dict(load(MetadataKey.HEAD_PARAMETERS, {}) or {}),
                 head_gflops=dict(load(MetadataKey.HEAD_GFLOPS, {}) or {}),
                 producer=str(props.get(MetadataKey.PRODUCER.value, "")),
+                quantization=dict(load(MetadataKey.QUANTIZATION, {}) or {}),
             )
         except (ValueError, TypeError) as err:
             raise ContractError([f"metadata has a value of the wrong type: {err}"]) from None

@@ -1,0 +1,136 @@
+"""`unified-perception quantize`: an INT8 QDQ model that the runtime loads under the contract, whose
+outputs follow the float32 model within stated tolerances, calibrated on a bag with the model's own
+temporal state; a bad calibration bag gets one clear message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from replay_helpers import SIZE, synth
+from test_architecture import _violations
+from unified_perception.cli import main as cli_main
+from unified_perception.contract import STATE_IN_PREFIX, MetadataKey
+from unified_perception.deploy.agreement import compare_models
+from unified_perception.deploy.quantize import model_frames
+from unified_perception.eval.replay_input import InputBag
+from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
+
+# Tolerances of the INT8 model against float32 on the tiny random model (random weights make
+# near-ties in the argmax and the softmax common, so these are looser than on a trained model).
+MAX_DEPTH_REL_ERROR = 0.08          # mean |d - d32| / d32
+MIN_SEMANTIC_AGREEMENT = 0.93       # fraction of pixels with the same class
+MAX_POSE_TRANSLATION_M = 0.002      # largest difference of the relative translation
+MAX_POSE_ROTATION_DEG = 0.2
+MAX_STEERING_RAD = 0.01
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A calibration bag and a held-out bag (another seed) of the synthetic world at 64x128."""
+    root = tmp_path_factory.mktemp("quantize_bags")
+    return synth(root / "calibration"), synth(root / "held_out", "--seed", "11")
+
+
+@pytest.fixture(scope="module")
+def quantized(tiny_model_path: Path, bags: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "tiny_int8.onnx"
+    assert cli_main(["quantize", str(tiny_model_path), "--calibration", str(bags[0]),
+                     "--out", str(out), "--frames", "5"]) == 0
+    return out
+
+
+def test_the_quantized_model_loads_under_the_contract_with_its_metadata_marked(
+        quantized: Path, tiny_model_path: Path) -> None:
+    engine = InferenceEngine(EngineConfig(str(quantized), providers=("cpu",), warmup_runs=0))
+    reference = InferenceEngine(EngineConfig(str(tiny_model_path), providers=("cpu",), warmup_runs=0))
+    assert engine.output_names == reference.output_names
+    quant = engine.metadata.quantization
+    assert quant["format"] == "QDQ" and quant["precision"] == "int8"
+    assert quant["calibration"]["frames"] == 5
+    assert reference.metadata.quantization == {}
+    props = {p.key: p.value for p in onnx.load(str(quantized)).metadata_props}
+    source = {p.key: p.value for p in onnx.load(str(tiny_model_path)).metadata_props}
+    assert {k: v for k, v in props.items() if k != MetadataKey.QUANTIZATION.value} == source
+    engine.close()
+    reference.close()
+
+
+def test_convolutions_run_in_int8_and_the_state_inputs_are_calibrated(quantized: Path) -> None:
+    graph = onnx.load(str(quantized)).graph
+    weights = {i.name: i for i in graph.initializer}
+    int8_weights = [w for w in weights.values() if w.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) > 20
+    assert any(len(w.dims) == 4 and w.dims[0] > 1 for w in int8_weights)    # conv kernels
+    per_channel = [n for n in graph.node if n.op_type == "DequantizeLinear"
+                   and weights.get(n.input[1]) is not None and len(weights[n.input[1]].dims) == 1]
+    assert per_channel, "weights should be quantized per output channel"
+    quantized_states = {n.input[0] for n in graph.node
+                        if n.op_type == "QuantizeLinear" and n.input[0].startswith(STATE_IN_PREFIX)}
+    assert {f"{STATE_IN_PREFIX}feat_s32", f"{STATE_IN_PREFIX}prev_image"} <= quantized_states
+    ranges = {n.input[0]: float(onnx.numpy_helper.to_array(weights[n.input[1]]))
+              for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in quantized_states}
+    assert all(scale > 0 for scale in ranges.values()), ranges   # calibrated on non-zero state
+
+
+def test_outputs_keep_their_dtypes_and_follow_the_float_model(quantized: Path, tiny_model_path: Path,
+                                                              bags: tuple[Path, Path]) -> None:
+    with InputBag(bags[1]) as bag:
+        images = [frame[0] for frame in model_frames(bag, SIZE) if frame is not None]
+    engine = InferenceEngine(EngineConfig(str(quantized), providers=("cpu",), warmup_runs=0))
+    first, second = (engine.infer([CameraFrame("c", im, 0.1 * i)])[0] for i, im in enumerate(images[:2]))
+    engine.close()
+    assert second.pair_valid and not first.pair_valid
+    assert second.semantic.dtype == np.uint8 and second.panoptic.dtype == np.int32
+    assert second.instances.dtype == np.int32 and second.depth_m.dtype == np.float32
+
+    agreement = compare_models(quantized, tiny_model_path, images)
+    assert agreement.frames == len(images)
+    assert agreement.depth_rel_error <= MAX_DEPTH_REL_ERROR, agreement
+    assert agreement.semantic_agreement >= MIN_SEMANTIC_AGREEMENT, agreement
+    assert agreement.pose_translation_m <= MAX_POSE_TRANSLATION_M, agreement
+    assert agreement.pose_rotation_deg <= MAX_POSE_ROTATION_DEG, agreement
+    assert agreement.steering_abs_rad <= MAX_STEERING_RAD, agreement
+    assert agreement.depth_rel_error > 0.0, "the INT8 model should not be the float one"
+
+
+def _run_quantize(capsys: pytest.CaptureFixture, model: Path, bag: Path, out: Path, *extra: str
+                  ) -> tuple[int, str]:
+    code = cli_main(["quantize", str(model), "--calibration", str(bag), "--out", str(out), *extra])
+    return code, capsys.readouterr().err
+
+
+def test_a_bag_without_the_camera_topic_gets_one_clear_message(
+        tiny_model_path: Path, bags: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    topic_map = tmp_path / "topics.yaml"
+    topic_map.write_text(json.dumps({"image": "/left/image_raw"}))
+    code, err = _run_quantize(capsys, tiny_model_path, bags[0], tmp_path / "x.onnx", "--topics", str(topic_map))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "calibration bag" in err and "'/left/image_raw'" in err and "/camera/image_raw" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_missing_or_non_bag_calibration_folder_gets_one_clear_message(
+        tiny_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _run_quantize(capsys, tiny_model_path, tmp_path / "nowhere", tmp_path / "x.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "does not exist" in err
+    not_a_bag = tmp_path / "not_a_bag"
+    not_a_bag.mkdir()
+    (not_a_bag / "notes.txt").write_text("no bag here")
+    code, err = _run_quantize(capsys, tiny_model_path, not_a_bag, tmp_path / "x.onnx")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "calibration bag" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_already_quantized_model_is_refused(quantized: Path, bags: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    code, err = _run_quantize(capsys, quantized, bags[0], tmp_path / "again.onnx")
+    assert code == 2 and "already quantized" in err
+
+
+def test_deploy_imports_neither_torch_nor_ros_nor_train() -> None:
+    assert _violations("deploy/", {"ros", "train"}) == []

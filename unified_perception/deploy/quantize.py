@@ -1,0 +1,251 @@
+"""INT8 static quantization of a contract model (ONNX QDQ), calibrated on the frames of a bag.
+
+The convolutions (the model's compute: encoder, depth, segmentation and motion heads) get int8
+weights per output channel and uint8 activations with ranges measured on real frames; what must
+stay exact or is cheap stays float or integer as exported: panoptic grouping (ids, centre NMS), the
+pose decoder, the steering attention and the frame latent, the depth softmax and range mapping,
+the blanking of rows without a previous frame. So ``semantic`` / ``instances`` / ``panoptic`` / ``pair_valid`` keep their contract
+dtypes and meaning; they are computed from quantized features.
+
+Calibration feeds what the node feeds: each frame decoded (``runtime.image_codec``) and resized
+(``runtime.preprocess``) exactly as the runtime does, and as temporal state the ``state_out_*``
+the float32 model produced for the previous frame of the bag (zeros on the first frame), so the
+two-frame heads and the state inputs are calibrated on the values they will see.
+
+The result is a QDQ file (QuantizeLinear / DequantizeLinear around float ops): ONNX Runtime's CPU
+provider runs it with int8 kernels, and TensorRT builds an INT8 engine from the same file using
+its scales (no TensorRT calibration cache needed). Its metadata is the float model's plus
+``quantization`` (format, types, calibration bag and frames).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                      QuantType, quantize_static)
+
+from unified_perception.contract import IMAGE, ContractError, MetadataKey
+from unified_perception.eval.replay_input import InputBag
+from unified_perception.eval.replay_settings import ReplayError
+from unified_perception.runtime.engine import check_session
+from unified_perception.runtime.image_codec import ImageDecodeError, decode_any_rgb
+from unified_perception.runtime.preprocess import batch_images
+from unified_perception.runtime.state import state_specs
+
+QUANTIZED_OPS = ("Conv", "Relu", "Add", "Concat", "Resize", "MaxPool", "AveragePool")
+"""Op types quantized: the convolutions (the compute) and the ops between them, so that feature
+maps stay uint8 from one convolution to the next (ReLU folds into the convolution's output range).
+Everything else (softmax, ELU, sigmoid, comparisons, MatMul) stays float."""
+KEPT_FLOAT_SCOPES = ("/model/grouping/", "/model/steering/", "/model/latent/", "/model/pose/")
+"""Name scopes never quantized whatever their op type: panoptic grouping (one-hot MatMuls and the
+MaxPool centre NMS must stay exact), the steering attention and frame latent (tiny), and the pose
+decoder (1 % of the time; its 6 numbers are integrated into odometry, so they keep float)."""
+
+
+class QuantizeError(RuntimeError):
+    """A problem the user can fix (model, bag, options). The message says what to do."""
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """What the calibration saw: the bag, its camera topic, frames used and frames skipped."""
+
+    bag: str
+    image_topic: str
+    frames: int
+    undecodable: int
+
+
+class BagCalibrationReader(CalibrationDataReader):
+    """Inputs of consecutive frames of a bag for ``model``: ``image [1, h, w, 3] uint8`` resized
+    as the runtime does and every ``state_in_*`` = the float model's ``state_out_*`` of the
+    previous frame (zeros first). At most ``frames`` frames; frames that cannot be decoded are
+    skipped (and counted) like the node drops them, restarting the state."""
+
+    def __init__(self, model: Path, bag: InputBag, frames: int) -> None:
+        self._session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        meta, inputs, _ = check_session(self._session, str(model))
+        self._size = (meta.input_height, meta.input_width)
+        self._specs = state_specs(inputs)
+        self._frames = model_frames(bag, self._size)
+        self._limit = frames
+        self.used = 0
+        self.undecodable = 0
+        self._state = self._zero_state()
+
+    def _zero_state(self) -> dict[str, np.ndarray]:
+        return {spec.in_name: spec.zeros(1) for spec in self._specs}
+
+    def _next_image(self) -> np.ndarray | None:
+        for image in self._frames:
+            if image is not None:
+                return image
+            self.undecodable += 1
+            self._state = self._zero_state()     # the node restarts pairs after a dropped frame
+        return None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.used >= self._limit:
+            return None
+        image = self._next_image()
+        if image is None:
+            return None
+        feeds = {IMAGE.name: image, **self._state}
+        outs = self._session.run([spec.out_name for spec in self._specs], feeds)
+        self._state = {spec.in_name: value for spec, value in zip(self._specs, outs)}
+        self.used += 1
+        return feeds
+
+
+def kept_float_nodes(graph: onnx.GraphProto, scopes: Sequence[str] = KEPT_FLOAT_SCOPES) -> list[str]:
+    """Names of nodes in ``scopes`` (by node name or the name of a tensor they write)."""
+    return [n.name for n in graph.node
+            if any(s in name for s in scopes for name in (n.name, *n.output))]
+
+
+def _check_model(model: Path) -> onnx.ModelProto:
+    if not model.is_file():
+        raise QuantizeError(f"model file '{model}' does not exist: give an ONNX file exported with "
+                            f"`unified-perception export`")
+    try:
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        check_session(session, str(model))
+    except ContractError as err:
+        raise QuantizeError(str(err)) from None
+    except Exception as err:  # onnxruntime's own exception types for unreadable files
+        raise QuantizeError(f"onnxruntime cannot load '{model}' ({str(err).strip()[:200]}); give "
+                            f"an ONNX file exported with `unified-perception export`") from None
+    proto = onnx.load(str(model))
+    if any(n.op_type == "QuantizeLinear" for n in proto.graph.node):
+        raise QuantizeError(f"model '{model}' is already quantized; quantize the float32 export")
+    return proto
+
+
+def _open_bag(bag: Path, topic_map: Path | None) -> InputBag:
+    try:
+        return InputBag(bag, topic_map)
+    except ReplayError as err:
+        raise QuantizeError(f"calibration bag: {err}") from None
+
+
+def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int = 64,
+                   topic_map: Path | None = None) -> CalibrationSummary:
+    """Write the INT8 QDQ version of ``model`` to ``out``, calibrated on up to ``frames``
+    consecutive frames of ``calibration_bag``. Raises :class:`QuantizeError` for a model that is
+    not a float32 contract model, an unreadable bag, a bag without a camera topic (``topic_map``
+    names it) or without a decodable frame, or an ``out`` that exists."""
+    if frames < 1:
+        raise QuantizeError(f"--frames must be at least 1, got {frames}")
+    if out.exists():
+        raise QuantizeError(f"output '{out}' already exists: choose another --out or delete it")
+    proto = _check_model(model)
+    with _open_bag(calibration_bag, topic_map) as bag:
+        reader = BagCalibrationReader(model, bag, frames)
+        try:
+            first = reader.get_next()
+        except ReplayError as err:
+            raise QuantizeError(f"calibration bag: {err}") from None
+        if first is None:
+            raise QuantizeError(f"calibration bag {calibration_bag}: none of the frames of "
+                                f"'{bag.image_topic}' could be decoded ({reader.undecodable} tried); "
+                                f"give a bag whose camera topic holds images the node accepts")
+        summary = CalibrationSummary(str(calibration_bag), bag.image_topic, 0, 0)
+        with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+            staged = Path(tmp) / out.name
+            try:
+                with _quiet_root_logger():     # its advice to pre-process does not apply here
+                    _quantize_static(model, staged, _Prepend(first, reader), proto)
+            except ReplayError as err:
+                raise QuantizeError(f"calibration bag: {err}") from None
+            summary = CalibrationSummary(summary.bag, summary.image_topic, reader.used,
+                                         reader.undecodable)
+            quantized = onnx.load(str(staged))
+            _write_metadata(quantized, proto, summary)
+            onnx.save(quantized, str(staged))
+            _check_model_runs(staged)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, out)
+    return summary
+
+
+def _quantize_static(model: Path, out: Path, reader: CalibrationDataReader, proto: onnx.ModelProto) -> None:
+    quantize_static(str(model), str(out), reader, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=kept_float_nodes(proto.graph),
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime.quantization warns through the root logger; keep its warnings off the console."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+class _Prepend(CalibrationDataReader):
+    """``reader`` with one already-read sample in front of it."""
+
+    def __init__(self, first: dict[str, np.ndarray], reader: BagCalibrationReader) -> None:
+        self._first: dict[str, np.ndarray] | None = first
+        self._reader = reader
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        first, self._first = self._first, None
+        return first if first is not None else self._reader.get_next()
+
+
+def quantization_metadata(summary: CalibrationSummary) -> dict[str, object]:
+    """The ``quantization`` metadata value of a model quantized by :func:`quantize_model`."""
+    return {"format": "QDQ", "precision": "int8", "weights": "int8 symmetric, per output channel",
+            "activations": "uint8 asymmetric, per tensor", "ops": list(QUANTIZED_OPS),
+            "kept_float": [s.strip("/").split("/")[-1] for s in KEPT_FLOAT_SCOPES],
+            "calibration": {"method": "min-max", "bag": Path(summary.bag).name,
+                            "image_topic": summary.image_topic, "frames": summary.frames,
+                            "state": "the float32 model's state_out of the previous frame"},
+            "tool": f"onnxruntime.quantization {ort.__version__}"}
+
+
+def _write_metadata(quantized: onnx.ModelProto, source: onnx.ModelProto,
+                    summary: CalibrationSummary) -> None:
+    """The source model's metadata (the contract's) plus ``quantization``."""
+    del quantized.metadata_props[:]
+    for prop in source.metadata_props:
+        if prop.key != MetadataKey.QUANTIZATION.value:
+            quantized.metadata_props.add(key=prop.key, value=prop.value)
+    quantized.metadata_props.add(key=MetadataKey.QUANTIZATION.value,
+                                 value=json.dumps(quantization_metadata(summary)))
+    quantized.producer_name, quantized.producer_version = source.producer_name, source.producer_version
+
+
+def _check_model_runs(path: Path) -> None:
+    """The quantized file loads and follows the contract (else it is a bug here, not the user's)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    check_session(session, str(path))
+
+
+def model_frames(bag: InputBag, size_hw: tuple[int, int]) -> Iterator[np.ndarray | None]:
+    """Each camera frame of ``bag`` as the model's ``image`` ``[1, h, w, 3] uint8``, decoded and
+    resized as the runtime does; None for a frame the node could not decode."""
+    for frame in bag.frames():
+        try:
+            yield batch_images([decode_any_rgb(frame.image)], size_hw)
+        except ImageDecodeError:
+            yield None

@@ -1,0 +1,46 @@
+"""`unified-perception quantize MODEL --calibration BAG --out MODEL_INT8`: INT8 QDQ model for the CPU
+(ONNX Runtime int8 kernels) and for TensorRT INT8 (the same file; TensorRT takes its scales).
+
+Calibrated on up to ``--frames`` consecutive camera frames of the bag, prepared as the node
+prepares them, with the float model's own temporal state carried from frame to frame
+(:mod:`unified_perception.deploy.quantize`). The output keeps the contract metadata and adds
+``quantization``; `unified-perception info` shows it, the node and replay run it like any model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+PROG = "unified-perception quantize"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="float32 ONNX model exported with `unified-perception export`")
+    parser.add_argument("--calibration", type=Path, required=True,
+                        help="bag folder whose camera frames calibrate the activation ranges "
+                             "(frames like those the car will see; not the evaluation bag)")
+    parser.add_argument("--out", type=Path, required=True, help="INT8 ONNX file to write (must not exist)")
+    parser.add_argument("--frames", type=int, default=64,
+                        help="consecutive frames used for calibration (default 64)")
+    parser.add_argument("--topics", type=Path, default=None,
+                        help="topic map YAML naming the bag's camera topic (see "
+                             "data/rosbag_topics_example.yaml); default: the synthetic bags' topics")
+
+
+def main(args: argparse.Namespace) -> int:
+    from unified_perception.deploy.quantize import QuantizeError, quantize_model
+
+    start = time.perf_counter()
+    try:
+        summary = quantize_model(args.model, args.calibration, args.out, frames=args.frames,
+                                 topic_map=args.topics)
+    except QuantizeError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    skipped = f", {summary.undecodable} undecodable skipped" if summary.undecodable else ""
+    print(f"{args.out}: INT8 QDQ, calibrated on {summary.frames} frames of {summary.image_topic} "
+          f"in {summary.bag}{skipped} ({time.perf_counter() - start:.0f} s)")
+    return 0
