@@ -161,7 +161,7 @@ def test_a_model_that_is_missing_or_not_onnx_is_refused_before_anything_is_writt
         bag: Path, tmp_path: Path, capsys, live: bool) -> None:
     flag = ["--live"] if live else []
     assert _replay(bag, tmp_path / "missing.onnx", tmp_path / "out", *flag) == 2
-    _assert_one_clear_error(capsys, "does not exist")
+    _assert_one_clear_error(capsys, "missing.onnx' is not a file", "unified-perception export")
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(np.random.default_rng(0).bytes(256))
     assert _replay(bag, garbage, tmp_path / "out", *flag) == 2

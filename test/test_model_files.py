@@ -56,10 +56,10 @@ def test_a_model_path_naming_no_file_is_one_message_saying_what_to_set(tmp_path:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.onnx").write_bytes(b"x")
     assert existing_model_file("m.onnx", [tmp_path / "none"]) == Path("m.onnx")
-    with pytest.raises(ModelLoadError, match=r"model_path 'gone.onnx' is not a file; set the "
-                                             r"parameter model_path.*looked up in"):
+    with pytest.raises(ModelLoadError, match=r"model 'gone.onnx' is not a file; give an ONNX "
+                                             r"model .*parameter model_path.*looked up in"):
         existing_model_file("gone.onnx", [tmp_path])
-    with pytest.raises(ModelLoadError, match=r"model_path '' is not a file"):
+    with pytest.raises(ModelLoadError, match=r"model '' is not a file"):
         existing_model_file("", [tmp_path])
     with pytest.raises(ModelLoadError, match=r"is not a file"):
         existing_model_file(str(tmp_path), [tmp_path])      # a folder is no model file

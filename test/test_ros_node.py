@@ -351,7 +351,8 @@ def test_a_missing_model_fails_configure_and_leaves_the_node_unconfigured(
         assert not autostart(node)
         errors = [line for line in capfd.readouterr().err.splitlines() if "[ERROR]" in line]
         assert len(errors) == 1, errors  # one line that says what to do
-        assert "missing.onnx' is not a file; set the parameter model_path" in errors[0]
+        assert "missing.onnx' is not a file; give an ONNX model" in errors[0]
+        assert "the parameter model_path" in errors[0]
         session.add(node)
         tester = session.add(Node("tester2", context=session.context))
         state = call(tester, GetState, "/perception_without_model/get_state", GetState.Request())

@@ -73,9 +73,11 @@ def where_looked(model_path: str) -> str:
 
 
 def missing_model_message(model_path: str) -> str:
-    """Why ``model_path`` cannot be loaded because it names no file, and what to do."""
-    return (f"model_path '{model_path}' is not a file; set the parameter model_path to an exported "
-            f".onnx model (`unified-perception export`)" + where_looked(model_path))
+    """Why ``model_path`` cannot be loaded because it names no file, and what to do (the node's
+    parameter and the commands' ``--model`` take the same value)."""
+    return (f"model '{model_path}' is not a file; give an ONNX model exported with "
+            f"`unified-perception export` (on the node: the parameter model_path)"
+            + where_looked(model_path))
 
 
 def existing_model_file(model_path: str, folders: Sequence[Path] | None = None) -> Path:
