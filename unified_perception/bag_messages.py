@@ -13,16 +13,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
+from unified_perception.runtime.camera_info import camera_info_fields
 from unified_perception.runtime.image_codec import encode_array
 from unified_perception.runtime.markers import STEERING_MARKER_NS, steering_arrow
+from unified_perception.runtime.scene_flow import FLOW_CLOUD_FIELDS, pack_flow_cloud
 from unified_perception.transforms import rotation_to_quaternion
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 T = TYPESTORE.types
-
-FLOW_CLOUD_FIELDS = ("x", "y", "z", "vx", "vy", "vz")
-"""Float32 fields of the scene-flow point cloud: position (m) and velocity (m/s)."""
-
 
 def serialize(message: Any) -> bytes:
     """CDR bytes of a rosbags message, as a ROS 2 bag stores them."""
@@ -47,21 +45,18 @@ def image(array: np.ndarray, encoding: str, ns: int, frame_id: str) -> Any:
 
 
 def camera_info(K: np.ndarray, height: int, width: int, ns: int, frame_id: str,
-                distortion_model: str = "plumb_bob", d: Sequence[float] | None = None) -> Any:
-    """``sensor_msgs/CameraInfo`` with 3x3 intrinsics ``K`` (px) and ``P = [K | 0]``.
-
-    Without ``d`` the camera is undistorted (plumb_bob, five zeros).
+                source: Any | None = None) -> Any:
+    """``sensor_msgs/CameraInfo`` with 3x3 intrinsics ``K`` (px) and ``P = [K | 0]``; the
+    distortion of ``source`` (an input CameraInfo) carries over, without one the camera is
+    undistorted (:func:`runtime.camera_info.camera_info_fields`).
     """
-    P = np.zeros((3, 4))
-    P[:, :3] = K
+    f = camera_info_fields(K, source)
     roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                 do_rectify=False)
     return T["sensor_msgs/msg/CameraInfo"](
         header=header(ns, frame_id), height=int(height), width=int(width),
-        distortion_model=distortion_model,
-        d=np.zeros(5) if d is None else np.asarray(d, dtype=np.float64),
-        k=np.asarray(K, dtype=np.float64).reshape(-1), r=np.eye(3).reshape(-1),
-        p=P.reshape(-1), binning_x=0, binning_y=0, roi=roi)
+        distortion_model=f.distortion_model, d=f.d, k=f.k, r=f.r, p=f.p, binning_x=0, binning_y=0,
+        roi=roi)
 
 
 def vector3(xyz: Sequence[float]) -> Any:
@@ -107,21 +102,19 @@ def float32(value: float) -> Any:
 
 
 def flow_cloud(xyz_m: np.ndarray, velocity_mps: np.ndarray, ns: int, frame_id: str) -> Any:
-    """Unorganised ``sensor_msgs/PointCloud2`` with float32 fields :data:`FLOW_CLOUD_FIELDS`.
+    """Unorganised ``sensor_msgs/PointCloud2`` with the float32 fields of
+    :func:`runtime.scene_flow.pack_flow_cloud` (x, y, z in m; vx, vy, vz in m/s).
 
     ``xyz_m``, ``velocity_mps``: ``[M, 3]`` in ``frame_id``.
     """
-    points = np.ascontiguousarray(np.concatenate(
-        [np.asarray(xyz_m, np.float32).reshape(-1, 3),
-         np.asarray(velocity_mps, np.float32).reshape(-1, 3)], axis=1), dtype="<f4")
+    cloud = pack_flow_cloud(xyz_m, velocity_mps)
     field = T["sensor_msgs/msg/PointField"]
-    step = 4 * len(FLOW_CLOUD_FIELDS)
     return T["sensor_msgs/msg/PointCloud2"](
-        header=header(ns, frame_id), height=1, width=points.shape[0],
-        fields=[field(name=n, offset=4 * i, datatype=field.FLOAT32, count=1)
-                for i, n in enumerate(FLOW_CLOUD_FIELDS)],
-        is_bigendian=False, point_step=step, row_step=step * points.shape[0],
-        data=np.frombuffer(points.tobytes(), dtype=np.uint8), is_dense=bool(np.isfinite(points).all()))
+        header=header(ns, frame_id), height=1, width=cloud.width,
+        fields=[field(name=n, offset=o, datatype=field.FLOAT32, count=1)
+                for n, o in zip(FLOW_CLOUD_FIELDS, cloud.offsets)],
+        is_bigendian=False, point_step=cloud.point_step, row_step=cloud.row_step,
+        data=np.frombuffer(cloud.data, dtype=np.uint8), is_dense=cloud.is_dense)
 
 
 def steering_marker(angle_rad: float, held: bool, ns: int, base_frame: str) -> Any:

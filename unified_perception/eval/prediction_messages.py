@@ -16,11 +16,9 @@ import numpy as np
 
 from unified_perception import bag_messages as bm
 from unified_perception import topics
-from unified_perception.contract import ModelMetadata
 from unified_perception.runtime.colorize import colorize_semantic
 from unified_perception.runtime.engine import FrameResult
 from unified_perception.runtime.postprocess import instances_u16, motion_mask
-from unified_perception.runtime.preprocess import intrinsics_from_normalized, scale_intrinsics
 from unified_perception.runtime.scene_flow import scene_flow_points
 from unified_perception.runtime.steering import SteeringOutput
 from unified_perception.runtime.vehicle_state import OdometryStep
@@ -31,19 +29,6 @@ class OutputMessage(NamedTuple):
 
     spec: topics.TopicSpec
     msg: Any
-
-
-def output_intrinsics(info: Any | None, image_hw: tuple[int, int], model_hw: tuple[int, int],
-                      metadata: ModelMetadata) -> np.ndarray:
-    """``[3, 3]`` K (px) at the model output size, as the node computes it.
-
-    From the input's CameraInfo (at its own calibration size, else the image size); without one
-    (or with an all-zero K), the model's training intrinsics.
-    """
-    if info is not None and np.any(np.asarray(info.k)):
-        calib_hw = (int(info.height), int(info.width)) if info.height and info.width else image_hw
-        return scale_intrinsics(np.asarray(info.k, np.float64).reshape(3, 3), calib_hw, model_hw)
-    return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw)
 
 
 def camera_messages(result: FrameResult, ns: int, frame_id: str, K: np.ndarray, palette: np.ndarray,
@@ -65,10 +50,7 @@ def camera_messages(result: FrameResult, ns: int, frame_id: str, K: np.ndarray, 
     if result.depth_m is not None:
         add(topics.DEPTH, result.depth_m)
         h, w = result.depth_m.shape
-        distorted = source_info is not None and bool(source_info.distortion_model)
-        distortion = ((source_info.distortion_model, np.asarray(source_info.d, np.float64))
-                      if distorted else ("plumb_bob", None))
-        out.append(OutputMessage(topics.DEPTH_INFO, bm.camera_info(K, h, w, ns, frame_id, *distortion)))
+        out.append(OutputMessage(topics.DEPTH_INFO, bm.camera_info(K, h, w, ns, frame_id, source_info)))
     if result.semantic is not None:
         add(topics.SEMANTIC, result.semantic)
         add(topics.SEMANTIC_COLOR, colorize_semantic(result.semantic, palette))

@@ -19,10 +19,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from unified_perception.eval.prediction_bag import PredictionBag, ReplayCounts
-from unified_perception.eval.prediction_messages import (
-    camera_messages, output_intrinsics, vehicle_messages)
+from unified_perception.eval.prediction_messages import camera_messages, vehicle_messages
 from unified_perception.eval.replay_input import InputBag, InputFrame
 from unified_perception.eval.replay_settings import ReplaySettings
+from unified_perception.runtime.camera_info import output_intrinsics
 from unified_perception.runtime.colorize import semantic_palette
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
 from unified_perception.runtime.image_codec import ImageDecodeError, decode_any_rgb

@@ -1,7 +1,8 @@
 """Message builders: numpy arrays and runtime results into the ROS messages the node publishes.
 
-Conversions only (layouts, field names, REP 103/105 frame conventions); the maths that produces the
-values lives in runtime/. Every builder takes the ``Header`` of the camera frame the values came
+Conversions only (field names, REP 103/105 frame conventions); the maths that produces the values
+lives in runtime/, and so do the field layouts shared with the rosbags builders of
+``bag_messages.py`` (CameraInfo fields, the scene-flow cloud, the steering arrow). Every builder takes the ``Header`` of the camera frame the values came
 from, so each output carries that frame's stamp.
 """
 
@@ -20,8 +21,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Float32, Header
 from visualization_msgs.msg import Marker
 
+from unified_perception.runtime.camera_info import camera_info_fields
 from unified_perception.runtime.image_codec import encode_array
 from unified_perception.runtime.markers import STEERING_MARKER_NS, steering_arrow
+from unified_perception.runtime.scene_flow import FLOW_CLOUD_FIELDS, pack_flow_cloud
 from unified_perception.transforms import rotation_to_quaternion
 
 try:  # ackermann_msgs is not on every machine; the command topic exists only where it is
@@ -62,28 +65,13 @@ def image(values: np.ndarray, encoding: str, hdr: Header) -> Image:
 
 def camera_info(K: np.ndarray, size_hw: tuple[int, int], hdr: Header,
                 source: CameraInfo | None = None) -> CameraInfo:
-    """``CameraInfo`` of an image of ``size_hw`` with 3x3 intrinsics ``K`` (px), ``P = [K | 0]``.
-
-    The outputs are the input image resized, so they keep its lens distortion: ``source`` (the
-    input's CameraInfo) gives the distortion model and coefficients, which live in normalised
-    image coordinates and so hold at any size. Without it, the image is taken as undistorted.
-    """
-    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-    P = np.zeros((3, 4))
-    P[:, :3] = K
-    model, d = ((source.distortion_model, list(source.d)) if source is not None and
-                source.distortion_model else ("plumb_bob", [0.0] * 5))
+    """``CameraInfo`` of an image of ``size_hw`` with 3x3 intrinsics ``K`` (px), ``P = [K | 0]``;
+    the distortion of ``source`` (the input's CameraInfo) carries over
+    (:func:`runtime.camera_info.camera_info_fields`)."""
+    f = camera_info_fields(K, source)
     return CameraInfo(header=hdr, height=int(size_hw[0]), width=int(size_hw[1]),
-                      distortion_model=model, d=d, k=K.reshape(-1).tolist(),
-                      r=np.eye(3).reshape(-1).tolist(), p=P.reshape(-1).tolist())
-
-
-def intrinsics(info: CameraInfo) -> np.ndarray:
-    """The ``[3, 3] float64`` K of a CameraInfo."""
-    return np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-
-
-_CLOUD_FIELDS = ("x", "y", "z", "vx", "vy", "vz")
+                      distortion_model=f.distortion_model, d=f.d.tolist(), k=f.k.tolist(),
+                      r=f.r.tolist(), p=f.p.tolist())
 
 
 def flow_cloud(xyz_m: np.ndarray, velocity_mps: np.ndarray, hdr: Header) -> PointCloud2:
@@ -91,15 +79,13 @@ def flow_cloud(xyz_m: np.ndarray, velocity_mps: np.ndarray, hdr: Header) -> Poin
 
     ``xyz_m``, ``velocity_mps``: ``[M, 3]`` in the frame of ``hdr``.
     """
-    points = np.concatenate([np.asarray(xyz_m, np.float32).reshape(-1, 3),
-                             np.asarray(velocity_mps, np.float32).reshape(-1, 3)], axis=1)
-    points = np.ascontiguousarray(points, dtype="<f4")
+    cloud = pack_flow_cloud(xyz_m, velocity_mps)
     msg = PointCloud2(
-        header=hdr, height=1, width=points.shape[0], is_bigendian=False, point_step=24,
-        row_step=24 * points.shape[0], is_dense=bool(np.isfinite(points).all()),
-        fields=[PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                for i, n in enumerate(_CLOUD_FIELDS)])
-    msg.data = array.array("B", points.tobytes())
+        header=hdr, height=1, width=cloud.width, is_bigendian=False, point_step=cloud.point_step,
+        row_step=cloud.row_step, is_dense=cloud.is_dense,
+        fields=[PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1)
+                for n, o in zip(FLOW_CLOUD_FIELDS, cloud.offsets)])
+    msg.data = array.array("B", cloud.data)
     return msg
 
 

@@ -2,7 +2,7 @@
 
 Each topic is built only when someone listens. Two-frame outputs (motion mask, scene flow) only
 exist when the result's frame pair is valid. Everything is at the model's output size, with the
-camera's intrinsics scaled to it.
+camera's intrinsics scaled to it (:func:`runtime.camera_info.output_intrinsics`).
 """
 
 from __future__ import annotations
@@ -12,37 +12,12 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
 from unified_perception import topics
-from unified_perception.contract import ModelMetadata
 from unified_perception.ros import builders
 from unified_perception.ros.publishers import CameraPublishers
 from unified_perception.runtime.colorize import colorize_semantic
+from unified_perception.runtime.engine import FrameResult
 from unified_perception.runtime.postprocess import instances_u16, motion_mask
 from unified_perception.runtime.scene_flow import scene_flow_points
-from unified_perception.runtime.engine import FrameResult
-from unified_perception.runtime.preprocess import (
-    intrinsics_from_normalized, intrinsics_problem, scale_intrinsics)
-
-
-def camera_info_problem(info: CameraInfo | None, image_hw: tuple[int, int]) -> str:
-    """Why ``info`` cannot give the intrinsics of an image of ``image_hw`` ("" when it can or when
-    there is none: a missing or all-zero K means uncalibrated, not broken)."""
-    if info is None or not any(info.k):
-        return ""
-    calib_hw = (info.height, info.width) if info.height and info.width else image_hw
-    return intrinsics_problem(builders.intrinsics(info), calib_hw, image_hw)
-
-
-def output_intrinsics(info: CameraInfo | None, image_hw: tuple[int, int], model_hw: tuple[int, int],
-                      metadata: ModelMetadata) -> np.ndarray:
-    """``[3, 3]`` K (px) at the model output size.
-
-    From the camera's CameraInfo (at its own calibration size, else the image size); without one,
-    or with one that :func:`camera_info_problem` refuses, the model's training intrinsics.
-    """
-    if info is not None and any(info.k) and not camera_info_problem(info, image_hw):
-        calib_hw = (info.height, info.width) if info.height and info.width else image_hw
-        return scale_intrinsics(builders.intrinsics(info), calib_hw, model_hw)
-    return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw)
 
 
 def publish_camera(pubs: CameraPublishers, result: FrameResult, hdr: Header, K: np.ndarray,

@@ -18,11 +18,11 @@ from builtin_interfaces.msg import Time
 
 from unified_perception.ros import builders
 from unified_perception.ros.camera_input import PendingFrame
-from unified_perception.ros.camera_outputs import (
-    camera_info_problem, output_intrinsics, publish_camera)
+from unified_perception.ros.camera_outputs import publish_camera
 from unified_perception.ros.params import NodeSettings
 from unified_perception.ros.publishers import OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
+from unified_perception.runtime.camera_info import camera_info_problem, output_intrinsics
 from unified_perception.runtime.colorize import semantic_palette
 from unified_perception.runtime.engine import CameraFrame, InferenceEngine
 from unified_perception.runtime.image_codec import ImageDecodeError, decode_any_rgb

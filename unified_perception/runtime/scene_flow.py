@@ -1,14 +1,41 @@
-"""Scene flow as 3D points with velocities (for ``sensor_msgs/PointCloud2``).
+"""Scene flow as 3D points with velocities, packed the way ``sensor_msgs/PointCloud2`` carries them.
 
 Camera optical frame throughout (z forward, x right, y down; metres). Pinhole back-projection of a
-pixel grid, vectorised.
+pixel grid, vectorised. :func:`pack_flow_cloud` is the cloud layout both message libraries use
+(``ros/builders.py`` for rclpy, ``bag_messages.py`` for rosbags).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+
+FLOW_CLOUD_FIELDS = ("x", "y", "z", "vx", "vy", "vz")
+"""Float32 fields of the scene-flow point cloud, in order: position (m) and velocity (m/s)."""
+
+
+class PackedCloud(NamedTuple):
+    """An unorganised PointCloud2 body: :data:`FLOW_CLOUD_FIELDS` as little-endian float32."""
+
+    data: bytes
+    width: int              # points (height is 1)
+    point_step: int         # bytes per point
+    row_step: int           # bytes of the one row
+    is_dense: bool          # every value finite
+    offsets: tuple[int, ...]  # byte offset of each field
+
+
+def pack_flow_cloud(xyz_m: np.ndarray, velocity_mps: np.ndarray) -> PackedCloud:
+    """``xyz_m``, ``velocity_mps`` ``[M, 3]`` -> the bytes and layout of a PointCloud2."""
+    points = np.concatenate([np.asarray(xyz_m, np.float32).reshape(-1, 3),
+                             np.asarray(velocity_mps, np.float32).reshape(-1, 3)], axis=1)
+    points = np.ascontiguousarray(points, dtype="<f4")
+    step = points.itemsize * len(FLOW_CLOUD_FIELDS)
+    return PackedCloud(points.tobytes(), points.shape[0], step, step * points.shape[0],
+                       bool(np.isfinite(points).all()),
+                       tuple(points.itemsize * i for i in range(len(FLOW_CLOUD_FIELDS))))
 
 
 def backproject(depth_m: np.ndarray, K: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
