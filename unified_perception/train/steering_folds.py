@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from unified_perception.eval.metrics.steering import SteeringAccumulator
+
 
 def split_folds(num_sequences: int, folds: int, seed: int = 0) -> list[tuple[int, ...]]:
     """Test sequence indices of each fold: a seeded shuffle of ``range(num_sequences)`` cut into
@@ -35,14 +37,16 @@ class SteeringErrors:
 
 def steering_errors(pred_rad: np.ndarray, target_rad: np.ndarray) -> SteeringErrors:
     """Root-mean-square and mean absolute error (degrees) of ``pred_rad`` against ``target_rad``
-    (both ``[S]`` rad)."""
+    (both ``[S]`` rad, finite), as the evaluation defines them
+    (:class:`unified_perception.eval.metrics.steering.SteeringAccumulator`)."""
     pred, target = np.asarray(pred_rad, np.float64), np.asarray(target_rad, np.float64)
     if pred.shape != target.shape or pred.ndim != 1 or pred.size == 0:
         raise ValueError(f"steering errors need two equal non-empty [S] arrays, got "
                          f"{pred.shape} and {target.shape}")
-    error_deg = np.degrees(pred - target)
-    rmse = float(np.sqrt(np.mean(error_deg ** 2)))
-    return SteeringErrors(rmse, float(np.mean(np.abs(error_deg))), int(pred.size))
+    errors = SteeringAccumulator()
+    errors.update(pred, target)
+    scores = errors.result()
+    return SteeringErrors(scores["rmse_deg"], scores["mae_deg"], errors.count)
 
 
 def mean_angle_baseline(train_target_rad: np.ndarray,
