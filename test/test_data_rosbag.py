@@ -15,7 +15,8 @@ from rosbags.typesys import Stores, get_typestore
 from unified_perception.data import open_dataset
 from unified_perception.data.errors import DatasetConfigError, DatasetError, MissingFileError
 from unified_perception.data.rosbag import RosbagSequenceReader
-from unified_perception.data.rosbag_topics import EXAMPLE_YAML, RosbagTopics, load_rosbag_topics
+from unified_perception.data.rosbag_topics import (EXAMPLE_YAML, RosbagTopics, load_rosbag_topics,
+                                                 per_pixel_map)
 from unified_perception.data.sample import POSE_FRAME_BASE, POSE_FRAME_CAMERA
 from unified_perception.runtime.image_codec import encode_array
 
@@ -344,3 +345,14 @@ def test_synthetic_bag_from_the_simulator_reads_with_camera_poses(tmp_path: Path
     motion = np.linalg.inv(sample.poses[0]) @ sample.poses[1]
     assert motion[2, 3] > 0 and abs(motion[2, 3]) > 5 * np.abs(motion[:2, 3]).max()
     assert np.isfinite(sample.steering_rad).all()
+
+
+def test_per_pixel_maps_take_the_sample_dtypes_and_mark_missing_depth_with_zero() -> None:
+    depth = per_pixel_map("depth", np.array([[1.5, np.nan], [-2.0, np.inf]], np.float32))
+    assert depth.dtype == np.float32 and depth.tolist() == [[1.5, 0.0], [0.0, 0.0]]
+    moving = per_pixel_map("motion_mask", np.array([[0, 127, 128, 255]], np.uint8))
+    assert moving.dtype == bool and moving.tolist() == [[False, False, True, True]]
+    assert per_pixel_map("semantic", np.array([[3]], np.int32)).dtype == np.uint8
+    assert per_pixel_map("panoptic", np.array([[26001]], np.uint16)).dtype == np.int32
+    flow = per_pixel_map("scene_flow", np.full((1, 1, 3), np.nan, np.float64))
+    assert flow.dtype == np.float32 and np.isnan(flow).all()    # ground truth stays as given

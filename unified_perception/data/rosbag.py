@@ -21,7 +21,7 @@ from unified_perception.data.errors import DatasetConfigError, DatasetError, Mis
 from unified_perception.transforms import make_transform, quaternion_to_matrix
 from unified_perception.data.resize import resize_nearest, scale_intrinsics
 from unified_perception.data.rosbag_topics import (
-    GT_IMAGE_KEYS, RosbagTopics, load_rosbag_topics, parse_rosbag_topics)
+    GT_IMAGE_KEYS, RosbagTopics, load_rosbag_topics, parse_rosbag_topics, per_pixel_map)
 from unified_perception.data.sample import (
     DEFAULT_OFFSETS, POSE_FRAME_BASE, POSE_FRAME_CAMERA, Sample)
 from unified_perception.data.stamps import NO_MATCH, match_exact, match_nearest
@@ -343,17 +343,7 @@ class RosbagSequenceReader(SequenceDataset):
         except ImageDecodeError as err:
             raise DatasetError(f"ground truth '{key}' on '{self._selected[key]}' of {self.path}: "
                                f"{err}") from None
-        array = resize_nearest(array, image_hw)
-        if key == "depth":
-            depth = np.asarray(array, dtype=np.float32)
-            return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
-        if key == "semantic":
-            return np.asarray(array, dtype=np.uint8)
-        if key == "motion_mask":
-            return np.asarray(array) > 127
-        if key == "scene_flow":
-            return np.asarray(array, dtype=np.float32)
-        return np.asarray(array, dtype=np.int32)
+        return per_pixel_map(key, resize_nearest(array, image_hw))
 
     def _per_frame(self, key: str, frame_stamps: np.ndarray, frame_logs: np.ndarray) -> np.ndarray | None:
         series = self._series.get(key)

@@ -22,6 +22,24 @@ GT_IMAGE_KEYS: tuple[str, ...] = (
     "depth", "semantic", "instances", "panoptic", "motion_mask", "scene_flow")
 """Ground-truth image topics (sensor_msgs/Image), matched to camera frames by exact header stamp."""
 
+
+def per_pixel_map(key: str, array: np.ndarray) -> np.ndarray:
+    """A decoded image of the per-pixel topic ``key`` (one of :data:`GT_IMAGE_KEYS`) in the dtype
+    and meaning of the sample's field: depth ``float32`` m with 0 = no value (non-finite and
+    non-positive values become 0); semantic ``uint8`` train ids; motion_mask ``bool`` (above 127 =
+    moving); scene_flow ``float32`` m; instances and panoptic ``int32``. Predictions written in the
+    node's encodings read the same way."""
+    if key == "depth":
+        depth = np.asarray(array, dtype=np.float32)
+        return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
+    if key == "semantic":
+        return np.asarray(array, dtype=np.uint8)
+    if key == "motion_mask":
+        return np.asarray(array) > 127
+    if key == "scene_flow":
+        return np.asarray(array, dtype=np.float32)
+    return np.asarray(array, dtype=np.int32)
+
 EXAMPLE_YAML = Path(__file__).with_name("rosbag_topics_example.yaml")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from unified_perception import topics
 from unified_perception.data.resize import resize_nearest
-from unified_perception.data.rosbag_topics import RosbagTopics
+from unified_perception.data.rosbag_topics import RosbagTopics, per_pixel_map
 from unified_perception.data.stamps import NO_MATCH, match_exact, match_nearest
 from unified_perception.eval.bag_index import BagIndex, TopicIndex, field_value, key_values, pose_of
 from unified_perception.eval.prediction_bag import ReplayCounts
@@ -365,15 +365,9 @@ def _frame_size(gt: FrameMaps, camera: np.ndarray | None) -> tuple[int, int] | N
 
 
 def _clean(key: str, array: np.ndarray, is_gt: bool) -> np.ndarray:
-    """Decoded image -> the dtype and meaning of :class:`FrameMaps` (see there)."""
-    if key == "depth":
-        depth = np.asarray(array, dtype=np.float32)
-        return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
-    if key == "semantic":
-        return np.asarray(array, dtype=np.uint8)
-    if key == "motion_mask":
-        return np.asarray(array) > 127
-    if key == "scene_flow":
-        flow = np.asarray(array, dtype=np.float32)
-        return flow if is_gt else np.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.asarray(array, dtype=np.int32)
+    """Decoded image -> the dtype and meaning of :class:`FrameMaps` (see there), as the data
+    readers read ground truth; a predicted flow's non-finite values count as no motion."""
+    value = per_pixel_map(key, array)
+    if key == "scene_flow" and not is_gt:
+        return np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
+    return value
