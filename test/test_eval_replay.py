@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
 
+from model_helpers import with_contract_version
 from replay_helpers import FRAMES, SIZE, key_values, rclpy_class, read_bag, synth
 from unified_perception import bag_messages, topics
 from unified_perception.bag_output import bag_writer
@@ -171,14 +172,7 @@ def test_a_model_that_is_missing_or_not_onnx_is_refused_before_anything_is_writt
 
 def test_a_model_outside_the_contract_is_refused_naming_the_problem(bag: Path, tiny_model_path: Path,
                                                                     tmp_path: Path, capsys) -> None:
-    import onnx
-
-    model = onnx.load(str(tiny_model_path))
-    for prop in model.metadata_props:
-        if prop.key == "contract_version":
-            prop.value = "2.0"
-    other = tmp_path / "other_contract.onnx"
-    onnx.save(model, str(other))
+    other = with_contract_version(tiny_model_path, tmp_path / "other_contract.onnx", "2.0")
     assert _replay(bag, other, tmp_path / "out") == 2
     _assert_one_clear_error(capsys, "contract version is 2.0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other_contract.onnx"]

@@ -34,9 +34,9 @@ from std_msgs.msg import Float32
 from visualization_msgs.msg import Marker
 
 from fault_helpers import INF_CORNER, NAN_CORNER, frame_with_corner, poisoned_model, running_node
+from model_helpers import with_contract_version
 from ros_helpers import (CameraFeed, Recorder, RosSession, call, camera_info, rgb_image, stamp_now,
                          subprocess_env, wait_until)
-from unified_perception.contract import MetadataKey
 from unified_perception.ros import builders
 from unified_perception.ros.node import PerceptionNode, autostart
 from unified_perception.ros.params import PARAMS
@@ -316,17 +316,11 @@ def test_sim_time_with_a_clock_jumping_back_restarts_pairs_and_the_watchdog(pois
 def _broken_model(fault: str, good: Path, folder: Path) -> Path:
     """A model file that cannot be loaded: ``truncated``, of another ``contract_version`` or
     ``missing``."""
-    import onnx
-
     model = folder / "broken.onnx"
     if fault == "truncated":
         model.write_bytes(good.read_bytes()[:100_000])
     elif fault == "contract_version":
-        proto = onnx.load(str(good))
-        for prop in proto.metadata_props:
-            if prop.key == MetadataKey.CONTRACT_VERSION.value:
-                prop.value = "99.0"
-        onnx.save(proto, str(model))
+        with_contract_version(good, model, "99.0")
     return model
 
 

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from model_helpers import with_contract_version
 from unified_perception.contract import ContractError
 from unified_perception.runtime.providers import DISPLAY_NAMES, GPU_PROVIDERS, SHORT_NAMES
 from unified_perception.runtime.stats import BatchSnapshot
@@ -152,12 +153,7 @@ def test_the_active_provider_is_logged_once_with_the_reason(tiny_model_path: Pat
 
 def test_a_model_of_another_contract_version_is_rejected_naming_it(tiny_model_path: Path,
                                                                    tmp_path: Path) -> None:
-    model = onnx.load(str(tiny_model_path))
-    for prop in model.metadata_props:
-        if prop.key == "contract_version":
-            prop.value = "2.0"
-    path = tmp_path / "v2.onnx"
-    onnx.save(model, str(path))
+    path = with_contract_version(tiny_model_path, tmp_path / "v2.onnx", "2.0")
     with pytest.raises(ContractError, match=r"contract version is 2\.0"):
         _engine(path)
 

@@ -32,13 +32,13 @@ class RecipeError(ConfigError):
 
 @dataclass(frozen=True)
 class ModelSection:
-    """The architecture and where its initial weights come from."""
+    """The architecture (defaults: :class:`ModelConfig`'s) and where its initial weights come from."""
 
-    backbone: str = "resnet18"
-    input_height: int = 96
-    input_width: int = 320
+    backbone: str = ModelConfig.backbone
+    input_height: int = ModelConfig.input_height
+    input_width: int = ModelConfig.input_width
     tasks: tuple[str, ...] = ModelConfig.tasks
-    preset: str = "light"
+    preset: str = ModelConfig.preset
     head_overrides: dict[str, Any] = field(default_factory=dict)
     imagenet_weights: Path | None = None     # local torchvision-layout state dict for the backbone
     imagenet_weights_optional: bool = False  # true: a missing imagenet_weights file means random init
