@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
              "model, scored on every task"),
     "train": ("unified_perception.train.train_command",
               "train a model from a recipe (teachers, distilled student, steering stage, chains)"),
+    "study": ("unified_perception.train.study_command",
+              "regenerate the distillation and steering study tables (trains missing runs)"),
     "export": ("unified_perception.train.export_command",
                "build (or load) a model and export it to ONNX under the model contract"),
     "model-card": ("unified_perception.train.model_card",

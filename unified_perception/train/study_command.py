@@ -1,0 +1,160 @@
+"""`unified-perception study {distillation,steering}`: regenerate the tables of the paper's two
+claims at small scale, training whatever run is missing first.
+
+* ``distillation``: the unified student trained WITH the multi-backbone teacher
+  (``synthetic_student.yaml``) and WITHOUT it (``synthetic_student_no_distill.yaml``: same data,
+  steps and losses), both scored frame by frame on held-out drives (the validation seed and the demo
+  seed, never trained on) with the validation's metrics, every task side by side with its baseline.
+* ``steering``: the steering stage's k-fold table (frozen unified encoder vs the encoder fine-tuned
+  vs a frozen encoder not trained on the driving tasks), from ``synthetic_steering.yaml``.
+
+Both write Markdown + JSON into ``--out`` (default ``docs/studies``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+RECIPES = Path("config/train")
+CHAIN = "synthetic_chain.yaml"
+WITH_TEACHERS = "synthetic_student.yaml"
+WITHOUT_TEACHERS = "synthetic_student_no_distill.yaml"
+STEERING = "synthetic_steering.yaml"
+HELD_OUT_SEEDS = (100, 2028)
+"""The validation seed of the synthetic recipes and the demo's drive (both never trained on)."""
+TABLE_METRICS: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "depth": (("abs_rel", "AbsRel", False), ("rmse", "RMSE (m)", False), ("a1", "δ<1.25", True)),
+    "semantic": (("miou", "mIoU", True),),
+    "panoptic": (("pq", "PQ", True), ("sq", "SQ", True), ("rq", "RQ", True)),
+    "motion": (("iou", "IoU", True), ("precision", "precision", True), ("recall", "recall", True)),
+    "scene_flow": (("epe3d", "EPE3D (m)", False), ("acc_relaxed", "acc. relaxed", True)),
+    "odometry": (("rpe_trans_m", "RPE trans. (m)", False), ("rpe_rot_deg", "RPE rot. (deg)", False),
+                 ("ate_sim3_m", "ATE Sim(3) (m)", False)),
+}
+"""Task -> (metric key, column label, higher is better) shown in the distillation table."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", choices=("distillation", "steering"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/synthetic"),
+                        help="the synthetic chain's run folder (missing runs are trained into it)")
+    parser.add_argument("--recipes", type=Path, default=RECIPES, help="recipe folder")
+    parser.add_argument("--out", type=Path, default=Path("docs/studies"), help="table folder")
+    parser.add_argument("--frames", type=int, default=100, help="frames per held-out drive")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from unified_perception.train.checkpoint import CheckpointError
+    from unified_perception.train.recipe import RecipeError
+    from unified_perception.train.trainer import TrainingError
+    torch.set_num_threads(args.threads)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = (distillation_study if args.study == "distillation" else steering_study)(args)
+    except (RecipeError, TrainingError, CheckpointError) as err:
+        print(f"unified-perception study: {err}", file=sys.stderr)
+        return 2
+    print(path.read_text())
+    print(f"study: table written to {path}")
+    return 0
+
+
+def ensure_trained(recipe_name: str, args: argparse.Namespace) -> Path:
+    """The run folder of ``recipe_name`` under ``--runs``, trained (with its stages' recipes
+    resolved against the chain folder) when it has not finished yet."""
+    from unified_perception.train.recipe import load_recipe
+    from unified_perception.train.train_command import DONE_MARKER, run_recipe
+    recipe = load_recipe(args.recipes / recipe_name, out_root=args.runs)
+    out = args.runs / recipe.name
+    if not is_finished(recipe, out):
+        for teacher in recipe.teachers.values():      # teachers first (their own recipes)
+            if not Path(teacher).is_file():
+                ensure_trained(f"{Path(teacher).parent.name}.yaml", args)
+        print(f"study: training {recipe.name} into {out}", file=sys.stderr)
+        run_recipe(recipe, out, resume=(out / "latest.pt").is_file(), progress=not args.quiet)
+        (out / DONE_MARKER).write_text(json.dumps({"stage": recipe.name}))
+    return out
+
+
+def is_finished(recipe, out: Path) -> bool:
+    """Whether ``out`` holds a finished run of ``recipe`` (its done marker, the steering stage's
+    results, or a latest.pt at the recipe's last step)."""
+    from unified_perception.train.train_command import DONE_MARKER
+    if (out / DONE_MARKER).is_file() or (recipe.kind == "steering"
+                                         and (out / "steering_results.json").is_file()):
+        return True
+    if not (out / "latest.pt").is_file():
+        return False
+    from unified_perception.train.checkpoint import load_checkpoint
+    return int(load_checkpoint(out / "latest.pt").get("step", -1)) >= recipe.optim.steps
+
+
+def held_out_validator(args: argparse.Namespace, size: tuple[int, int]):
+    """Validation frames of the held-out drives at the model size (rendered once under --runs)."""
+    from unified_perception.data.factory import open_dataset
+    from unified_perception.train.synthetic_bags import render_synthetic_bags
+    from unified_perception.train.validation import Validator
+    bags = render_synthetic_bags(args.runs / "held_out", HELD_OUT_SEEDS, args.frames, size)
+    return Validator([open_dataset("rosbag", p, offsets=(0,), size=size) for p in bags]), bags
+
+
+def distillation_study(args: argparse.Namespace) -> Path:
+    from unified_perception.train.checkpoint import load_checkpoint, model_from_checkpoint
+    runs = {"with teachers": ensure_trained(WITH_TEACHERS, args),
+            "without teachers": ensure_trained(WITHOUT_TEACHERS, args)}
+    results: dict[str, Any] = {}
+    validator = bags = None
+    for label, run in runs.items():
+        payload = load_checkpoint(run / "best.pt")
+        model = model_from_checkpoint(payload, run / "best.pt")
+        if validator is None:
+            validator, bags = held_out_validator(args, (model.input_height, model.input_width))
+        scored = validator.run(model)
+        results[label] = {"checkpoint": str(run / "best.pt"), "step": payload.get("step"),
+                          "metrics": scored.model}
+        results["baseline"] = {"metrics": scored.baseline}
+    results["held_out"] = [str(b) for b in bags]
+    (args.out / "distillation.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    path = args.out / "distillation.md"
+    path.write_text(distillation_table(results))
+    return path
+
+
+def distillation_table(results: dict[str, Any]) -> str:
+    """Markdown: task | metric | with teachers | without | baseline (the better student in bold)."""
+    steps = {k: results[k]["step"] for k in ("with teachers", "without teachers")}
+    lines = [f"Distillation study: the unified student with and without the multi-backbone teacher "
+             f"(steps {steps['with teachers']} and {steps['without teachers']} of the same schedule), "
+             f"scored on the held-out drives {', '.join(Path(b).name for b in results['held_out'])}.",
+             "", "| task | metric | with teachers | without teachers | baseline |",
+             "|---|---|---|---|---|"]
+    for task, metrics in TABLE_METRICS.items():
+        for key, label, higher in metrics:
+            values = [results[k]["metrics"].get(task, {}).get(key) for k in
+                      ("with teachers", "without teachers", "baseline")]
+            if values[0] is None or values[1] is None:
+                continue
+            best = max(values[:2]) if higher else min(values[:2])
+            cells = [(f"**{v:.3f}**" if v == best and values[0] != values[1] else f"{v:.3f}")
+                     if isinstance(v, (int, float)) else "–" for v in values[:2]]
+            base = f"{values[2]:.3f}" if isinstance(values[2], (int, float)) else "–"
+            lines.append(f"| {task} | {label} {'↑' if higher else '↓'} | {cells[0]} | {cells[1]} | "
+                         f"{base} |")
+    return "\n".join(lines) + "\n"
+
+
+def steering_study(args: argparse.Namespace) -> Path:
+    run = ensure_trained(STEERING, args)
+    path = args.out / "steering.md"
+    shutil.copyfile(run / "steering_table.md", path)
+    shutil.copyfile(run / "steering_results.json", args.out / "steering.json")
+    return path
