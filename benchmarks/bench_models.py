@@ -6,11 +6,13 @@ train extra (torch); everything else needs only the runtime.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnxruntime as ort
@@ -19,21 +21,34 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))   # run as a script from a checkout
 
+from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
+
 PRESET = "light"
 BACKBONE = "resnet18"
 
 
-def export_light_model(height: int, width: int, directory: Path, tasks: tuple[str, ...] | None = None,
-                       name: str = "unified") -> Path:
-    """A random ``light`` resnet18 model (all tasks, or ``tasks``) exported to ONNX in ``directory``."""
-    from unified_perception.train.export import export_model
-    from unified_perception.train.model import build_unified_model
+def parse_size(text: str) -> tuple[int, int]:
+    """``"192x640"`` -> ``(192, 640)`` (height, width in pixels)."""
+    h, w = (int(v) for v in text.lower().split("x"))
+    return h, w
 
-    kwargs: dict[str, Any] = {} if tasks is None else {"tasks": tasks}
-    model = build_unified_model(BACKBONE, input_height=height, input_width=width, seed=0,
-                                preset=PRESET, **kwargs)
-    path = directory / f"{name}_{BACKBONE}_{PRESET}_{height}x{width}.onnx"
-    export_model(model, path)
+
+def export_light_model(height: int, width: int, directory: Path, task: str | None = None,
+                       weights_fp16: bool = False) -> Path:
+    """A random ``light`` resnet18 model exported to ONNX in ``directory``: the unified model (all
+    tasks), or with ``task`` the dedicated single-task model (the same head on its own encoder);
+    ``weights_fp16`` stores the weights as float16 (computed in float32)."""
+    from unified_perception.train.export import export_model
+    from unified_perception.train.model import build_single_task_model, build_unified_model
+
+    if task is None:
+        model = build_unified_model(BACKBONE, height, width, seed=0, preset=PRESET)
+    else:
+        model = build_single_task_model(task, BACKBONE, height, width, seed=0, preset=PRESET)
+    suffix = "_fp16w" if weights_fp16 else ""
+    path = directory / f"{task or 'unified'}_{BACKBONE}_{PRESET}_{height}x{width}{suffix}.onnx"
+    if not path.exists():
+        export_model(model, path, weights_fp16=weights_fp16)
     return path
 
 
@@ -48,6 +63,42 @@ def zero_feeds(session: ort.InferenceSession, batch: int = 1) -> dict[str, np.nd
         else:
             feeds[arg.name] = np.ones(shape, np.float32)
     return feeds
+
+
+def cpu_engine(model: Path, threads: int = 0) -> InferenceEngine:
+    """The runtime engine on the CPU provider (``threads`` intra-op threads, 0 = its default)."""
+    return InferenceEngine(EngineConfig(str(model), providers=("cpu",), intra_op_threads=threads),
+                           log=lambda _: None)
+
+
+def engine_step(engine: InferenceEngine, cameras: int = 1, seed: int = 0) -> Callable[[], Any]:
+    """A call of ``engine`` on ``cameras`` random model-size frames, each call the next frame in
+    time (state carried, two-frame heads running). The first frame is run here."""
+    h, w = engine.input_size
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(cameras)]
+    names = [f"cam{i}" for i in range(cameras)]
+    step = itertools.count()
+
+    def call() -> Any:
+        stamp = 0.05 * next(step)
+        return engine.infer([CameraFrame(n, im, stamp) for n, im in zip(names, images)])
+    call()
+    return call
+
+
+def interleaved_ms(calls: Mapping[str, Callable[[], Any]], rounds: int, per_round: int
+                   ) -> dict[str, np.ndarray]:
+    """ms of each call, timed in ``rounds`` rounds of ``per_round`` calls of each in turn, so a
+    change of the machine's load hits every candidate alike."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                call()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: np.asarray(v) for name, v in samples.items()}
 
 
 def machine() -> dict[str, Any]:

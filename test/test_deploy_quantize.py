@@ -98,6 +98,27 @@ def test_outputs_keep_their_dtypes_and_follow_the_float_model(quantized: Path, t
     assert agreement.depth_rel_error > 0.0, "the INT8 model should not be the float one"
 
 
+def _activation_zero_points(path: Path) -> list[np.ndarray]:
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    return [onnx.numpy_helper.to_array(inits[n.input[2]]) for n in graph.node
+            if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+
+
+def test_the_cpu_target_has_uint8_activations_and_the_tensorrt_target_symmetric_int8(
+        quantized: Path, tiny_model_path: Path, bags: tuple[Path, Path], tmp_path: Path) -> None:
+    cpu = _activation_zero_points(quantized)
+    assert cpu and all(z.dtype == np.uint8 for z in cpu) and any(z.any() for z in cpu)
+    out = tmp_path / "tiny_trt.onnx"
+    assert cli_main(["quantize", str(tiny_model_path), "--calibration", str(bags[0]), "--out", str(out),
+                     "--frames", "3", "--target", "tensorrt"]) == 0
+    trt = _activation_zero_points(out)
+    assert trt and all(z.dtype == np.int8 and not z.any() for z in trt), "TensorRT needs zero points 0"
+    engine = InferenceEngine(EngineConfig(str(out), providers=("cpu",), warmup_runs=0))
+    assert engine.metadata.quantization["target"] == "tensorrt"
+    engine.close()
+
+
 def _run_quantize(capsys: pytest.CaptureFixture, model: Path, bag: Path, out: Path, *extra: str
                   ) -> tuple[int, str]:
     code = cli_main(["quantize", str(model), "--calibration", str(bag), "--out", str(out), *extra])

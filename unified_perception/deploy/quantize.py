@@ -1,21 +1,26 @@
 """INT8 static quantization of a contract model (ONNX QDQ), calibrated on the frames of a bag.
 
 The convolutions (the model's compute: encoder, depth, segmentation and motion heads) get int8
-weights per output channel and uint8 activations with ranges measured on real frames; what must
-stay exact or is cheap stays float or integer as exported: panoptic grouping (ids, centre NMS), the
-pose decoder, the steering attention and the frame latent, the depth softmax and range mapping,
-the blanking of rows without a previous frame. So ``semantic`` / ``instances`` / ``panoptic`` / ``pair_valid`` keep their contract
-dtypes and meaning; they are computed from quantized features.
+weights per output channel and 8-bit activations with ranges measured on real frames; what must
+stay exact or is cheap stays float or integer as exported: panoptic grouping (ids, centre NMS),
+the pose decoder, the steering attention and the frame latent, the depth softmax and range
+mapping, the blanking of rows without a previous frame. So ``semantic``, ``instances``,
+``panoptic`` and ``pair_valid`` keep their contract dtypes and meaning; they are computed from
+quantized features.
 
 Calibration feeds what the node feeds: each frame decoded (``runtime.image_codec``) and resized
 (``runtime.preprocess``) exactly as the runtime does, and as temporal state the ``state_out_*``
 the float32 model produced for the previous frame of the bag (zeros on the first frame), so the
 two-frame heads and the state inputs are calibrated on the values they will see.
 
-The result is a QDQ file (QuantizeLinear / DequantizeLinear around float ops): ONNX Runtime's CPU
-provider runs it with int8 kernels, and TensorRT builds an INT8 engine from the same file using
-its scales (no TensorRT calibration cache needed). Its metadata is the float model's plus
-``quantization`` (format, types, calibration bag and frames).
+The result is a QDQ file (QuantizeLinear / DequantizeLinear around float ops) for one of two
+targets (:data:`TARGETS`). ``tensorrt``: int8 activations, symmetric (zero point 0), which is what
+TensorRT's explicit quantization accepts: TensorRT builds its INT8 engine from the file's scales
+(no calibration cache), and ONNX Runtime's CPU provider runs the same file too. ``cpu``: uint8
+activations with a zero point (the u8s8 kernels ONNX Runtime's CPU provider is fastest with, and
+the full 8 bits for the non-negative ReLU outputs); TensorRT rejects non-zero zero points, so this
+file is for CPUs only. Its metadata is the float model's plus ``quantization`` (target, format,
+types, calibration bag and frames).
 """
 
 from __future__ import annotations
@@ -53,6 +58,23 @@ MaxPool centre NMS must stay exact), the steering attention and frame latent (ti
 decoder (1 % of the time; its 6 numbers are integrated into odometry, so they keep float)."""
 
 
+@dataclass(frozen=True)
+class Target:
+    """Quantization types for one runtime."""
+
+    activation_type: QuantType
+    activation_symmetric: bool
+    activations: str            # for the metadata
+    runs_on: str
+
+
+TARGETS: dict[str, Target] = {
+    "cpu": Target(QuantType.QUInt8, False, "uint8 asymmetric, per tensor", "ONNX Runtime CPU"),
+    "tensorrt": Target(QuantType.QInt8, True, "int8 symmetric (zero point 0), per tensor",
+                       "TensorRT INT8 (explicit quantization) and ONNX Runtime CPU"),
+}
+
+
 class QuantizeError(RuntimeError):
     """A problem the user can fix (model, bag, options). The message says what to do."""
 
@@ -65,6 +87,7 @@ class CalibrationSummary:
     image_topic: str
     frames: int
     undecodable: int
+    target: str = "cpu"
 
 
 class BagCalibrationReader(CalibrationDataReader):
@@ -140,13 +163,15 @@ def _open_bag(bag: Path, topic_map: Path | None) -> InputBag:
 
 
 def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int = 64,
-                   topic_map: Path | None = None) -> CalibrationSummary:
+                   topic_map: Path | None = None, target: str = "cpu") -> CalibrationSummary:
     """Write the INT8 QDQ version of ``model`` to ``out``, calibrated on up to ``frames``
     consecutive frames of ``calibration_bag``. Raises :class:`QuantizeError` for a model that is
     not a float32 contract model, an unreadable bag, a bag without a camera topic (``topic_map``
     names it) or without a decodable frame, or an ``out`` that exists."""
     if frames < 1:
         raise QuantizeError(f"--frames must be at least 1, got {frames}")
+    if target not in TARGETS:
+        raise QuantizeError(f"unknown target '{target}': use one of {', '.join(TARGETS)}")
     if out.exists():
         raise QuantizeError(f"output '{out}' already exists: choose another --out or delete it")
     proto = _check_model(model)
@@ -160,16 +185,16 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
             raise QuantizeError(f"calibration bag {calibration_bag}: none of the frames of "
                                 f"'{bag.image_topic}' could be decoded ({reader.undecodable} tried); "
                                 f"give a bag whose camera topic holds images the node accepts")
-        summary = CalibrationSummary(str(calibration_bag), bag.image_topic, 0, 0)
+        summary = CalibrationSummary(str(calibration_bag), bag.image_topic, 0, 0, target)
         with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
             staged = Path(tmp) / out.name
             try:
                 with _quiet_root_logger():     # its advice to pre-process does not apply here
-                    _quantize_static(model, staged, _Prepend(first, reader), proto)
+                    _quantize_static(model, staged, _Prepend(first, reader), proto, TARGETS[target])
             except ReplayError as err:
                 raise QuantizeError(f"calibration bag: {err}") from None
             summary = CalibrationSummary(summary.bag, summary.image_topic, reader.used,
-                                         reader.undecodable)
+                                         reader.undecodable, target)
             quantized = onnx.load(str(staged))
             _write_metadata(quantized, proto, summary)
             onnx.save(quantized, str(staged))
@@ -179,13 +204,15 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
     return summary
 
 
-def _quantize_static(model: Path, out: Path, reader: CalibrationDataReader, proto: onnx.ModelProto) -> None:
+def _quantize_static(model: Path, out: Path, reader: CalibrationDataReader, proto: onnx.ModelProto,
+                     target: Target) -> None:
     quantize_static(str(model), str(out), reader, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=target.activation_type, weight_type=QuantType.QInt8,
                     nodes_to_exclude=kept_float_nodes(proto.graph),
                     calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                    extra_options={"ActivationSymmetric": target.activation_symmetric,
+                                   "WeightSymmetric": True})
 
 
 @contextlib.contextmanager
@@ -214,8 +241,10 @@ class _Prepend(CalibrationDataReader):
 
 def quantization_metadata(summary: CalibrationSummary) -> dict[str, object]:
     """The ``quantization`` metadata value of a model quantized by :func:`quantize_model`."""
-    return {"format": "QDQ", "precision": "int8", "weights": "int8 symmetric, per output channel",
-            "activations": "uint8 asymmetric, per tensor", "ops": list(QUANTIZED_OPS),
+    target = TARGETS[summary.target]
+    return {"format": "QDQ", "precision": "int8", "target": summary.target, "runs_on": target.runs_on,
+            "weights": "int8 symmetric, per output channel",
+            "activations": target.activations, "ops": list(QUANTIZED_OPS),
             "kept_float": [s.strip("/").split("/")[-1] for s in KEPT_FLOAT_SCOPES],
             "calibration": {"method": "min-max", "bag": Path(summary.bag).name,
                             "image_topic": summary.image_topic, "frames": summary.frames,

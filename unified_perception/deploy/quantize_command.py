@@ -1,5 +1,7 @@
-"""`unified-perception quantize MODEL --calibration BAG --out MODEL_INT8`: INT8 QDQ model for the CPU
-(ONNX Runtime int8 kernels) and for TensorRT INT8 (the same file; TensorRT takes its scales).
+"""`unified-perception quantize MODEL --calibration BAG --out MODEL_INT8 [--target cpu|tensorrt]`:
+an INT8 QDQ model for ONNX Runtime's CPU provider (``cpu``, uint8 activations) or for TensorRT INT8
+(``tensorrt``, symmetric int8 activations: TensorRT builds its engine from the file's scales, and
+the CPU provider runs the same file).
 
 Calibrated on up to ``--frames`` consecutive camera frames of the bag, prepared as the node
 prepares them, with the float model's own temporal state carried from frame to frame
@@ -25,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="INT8 ONNX file to write (must not exist)")
     parser.add_argument("--frames", type=int, default=64,
                         help="consecutive frames used for calibration (default 64)")
+    parser.add_argument("--target", choices=("cpu", "tensorrt"), default="cpu",
+                        help="cpu: uint8 activations with zero points, fastest on ONNX Runtime's CPU "
+                             "provider; tensorrt: symmetric int8 activations, the QDQ form TensorRT "
+                             "builds INT8 engines from (also runs on the CPU provider, slower). "
+                             "Default cpu")
     parser.add_argument("--topics", type=Path, default=None,
                         help="topic map YAML naming the bag's camera topic (see "
                              "data/rosbag_topics_example.yaml); default: the synthetic bags' topics")
@@ -36,11 +43,11 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         summary = quantize_model(args.model, args.calibration, args.out, frames=args.frames,
-                                 topic_map=args.topics)
+                                 topic_map=args.topics, target=args.target)
     except QuantizeError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     skipped = f", {summary.undecodable} undecodable skipped" if summary.undecodable else ""
-    print(f"{args.out}: INT8 QDQ, calibrated on {summary.frames} frames of {summary.image_topic} "
+    print(f"{args.out}: INT8 QDQ for {summary.target}, calibrated on {summary.frames} frames of {summary.image_topic} "
           f"in {summary.bag}{skipped} ({time.perf_counter() - start:.0f} s)")
     return 0

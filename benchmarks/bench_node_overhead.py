@@ -1,0 +1,278 @@
+"""The perception node end to end against the bare engine call, and where the node's own time goes.
+
+End to end: the node runs as its own process (``perception_node``, CPU provider, Fast DDS on
+loopback with the shared-memory profile of ``config/fastdds_large_frames.xml``); a probe process
+publishes one camera frame at a time and subscribes to EVERY output topic (so the node builds and
+publishes all of them). Latency = the last output of that frame received by the probe minus the
+moment the probe published the frame (both wall clock, one machine): camera message in -> last
+output out, transport both ways included.
+
+Breakdown (in-process, the node's own functions on the same frame): decode
+(``runtime.image_codec``), resize (``runtime.preprocess``), the session call, building every
+per-camera message (``ros.builders`` + colouring), the scene-flow point cloud, and publishing the
+built messages with rclpy to a subscriber in another node.
+
+    .venv/bin/python benchmarks/bench_node_overhead.py --size 96x320 [--frames 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench_models import REPO, export_light_model, parse_size
+
+import rclpy  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from unified_perception import topics  # noqa: E402
+from unified_perception.ros import builders  # noqa: E402
+from unified_perception.ros.publishers import _MSG_TYPES  # noqa: E402
+from unified_perception.runtime.colorize import colorize_semantic, semantic_palette  # noqa: E402
+from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
+from unified_perception.runtime.image_codec import decode_any_rgb  # noqa: E402
+from unified_perception.runtime.postprocess import instances_u16, motion_mask  # noqa: E402
+from unified_perception.runtime.preprocess import batch_images, intrinsics_from_normalized  # noqa: E402
+from unified_perception.runtime.scene_flow import scene_flow_points  # noqa: E402
+
+CAMERA = "front"
+CAMERA_HW = (720, 1280)
+OPTICAL_FRAME = "front_optical"
+
+
+def camera_message(camera_hw: tuple[int, int], seed: int = 0) -> tuple[Image, CameraInfo]:
+    """A random rgb8 frame and its CameraInfo (fx = 0.6 W, principal point at the centre)."""
+    h, w = camera_hw
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image = builders.image(rgb, "rgb8", builders.header(builders.s_to_stamp(0.0), OPTICAL_FRAME))
+    fx = 0.6 * w
+    info = CameraInfo(header=image.header, height=h, width=w,
+                      k=[fx, 0.0, w / 2, 0.0, fx, h / 2, 0.0, 0.0, 1.0])
+    return image, info
+
+
+def per_camera_outputs() -> list[topics.TopicSpec]:
+    return [s for s in topics.OUTPUT_TOPICS if s.per_camera]
+
+
+def vehicle_outputs() -> list[topics.TopicSpec]:
+    """The vehicle outputs every node has (ackermann only where installed, tf switched off)."""
+    return [topics.ODOMETRY, topics.PATH, topics.STEERING_ANGLE, topics.STEERING_MARKER]
+
+
+class OutputProbe:
+    """Publishes camera frames; records when each output topic last received a message."""
+
+    def __init__(self, context: Context) -> None:
+        self.node = Node("benchmark_probe", context=context)
+        self.image_pub = self.node.create_publisher(Image, topics.camera_topic(CAMERA, topics.CAMERA_IMAGE),
+                                                    qos_profile_sensor_data)
+        self.info_pub = self.node.create_publisher(CameraInfo, topics.camera_topic(CAMERA, topics.CAMERA_INFO),
+                                                   qos_profile_sensor_data)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._lock = threading.Lock()
+        self.received: dict[str, float] = {}
+        names = [topics.camera_topic(CAMERA, s.name) for s in per_camera_outputs()] + \
+                [s.name for s in vehicle_outputs()]
+        specs = per_camera_outputs() + vehicle_outputs()
+        self.topics = names
+        for name, spec in zip(names, specs):
+            self.node.create_subscription(_MSG_TYPES[spec.msg_type], name, self._stamp(name), reliable)
+
+    def _stamp(self, name: str) -> Callable[[Any], None]:
+        def callback(_: Any) -> None:
+            now = time.time()
+            with self._lock:
+                self.received[name] = now
+        return callback
+
+    def send(self, image: Image, info: CameraInfo) -> float:
+        sent = time.time()
+        image.header.stamp = info.header.stamp = builders.s_to_stamp(sent)
+        with self._lock:
+            self.received.clear()
+        self.info_pub.publish(info)
+        self.image_pub.publish(image)
+        return sent
+
+    def all_received(self) -> float | None:
+        """The time the last of every output topic arrived, once all have (else None)."""
+        with self._lock:
+            return max(self.received.values()) if len(self.received) == len(self.topics) else None
+
+
+def start_node(model: Path, env: dict[str, str]) -> subprocess.Popen:
+    code = "import sys; from unified_perception.ros.node_main import run; sys.exit(run(sys.argv))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--ros-args", "-p", f"model_path:={model}",
+         "-p", "providers:=[cpu]", "-p", f"cameras:=[{CAMERA}]", "-p", "max_gap_s:=30.0",
+         "-p", "steering.stale_timeout_s:=10.0", "-p", "publish_tf:=false"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class RunningNode:
+    """The node as its own process with a probe in this one; :meth:`frame_ms` sends one frame and
+    returns ms until the last of all its outputs arrived (None on timeout). A context manager."""
+
+    def __init__(self, model: Path, camera_hw: tuple[int, int] = CAMERA_HW, timeout_s: float = 20.0) -> None:
+        self.model, self.timeout_s = model, timeout_s
+        self.image, self.info = camera_message(camera_hw)
+
+    def __enter__(self) -> "RunningNode":
+        env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                   ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(20 + os.getpid() % 80)))
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
+        os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
+                                               "FASTDDS_DEFAULT_PROFILES_FILE")})
+        self.process = start_node(self.model, env)
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.probe = OutputProbe(self.context)
+        self.executor.add_node(self.probe.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        deadline = time.time() + 60.0
+        while self.probe.image_pub.get_subscription_count() == 0 or \
+                self.probe.node.count_publishers(self.probe.topics[0]) == 0:
+            if self.process.poll() is not None or time.time() > deadline:
+                self.__exit__()
+                raise RuntimeError("the perception node did not come up")
+            time.sleep(0.1)
+        time.sleep(1.0)      # let every subscription match
+        for _ in range(2):   # the first frame starts the pair; both warm up
+            self.frame_ms()
+        return self
+
+    def frame_ms(self) -> float | None:
+        sent = self.probe.send(self.image, self.info)
+        end = time.time() + self.timeout_s
+        while (last := self.probe.all_received()) is None and time.time() < end:
+            time.sleep(0.0005)
+        return None if last is None else (last - sent) * 1e3
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(2)
+        try:
+            self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+        self.executor.shutdown()
+        rclpy.shutdown(context=self.context)
+
+
+def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMERA_HW
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` end-to-end latencies of the node and as many bare ``InferenceEngine.infer``
+    calls on the same camera image (resize included, state carried), interleaved frame by frame
+    so that both see the same machine load. ms."""
+    engine = InferenceEngine(EngineConfig(str(model), providers=("cpu",)), log=lambda _: None)
+    rgb = decode_any_rgb(camera_message(camera_hw)[0])
+    engine.infer([CameraFrame(CAMERA, rgb, 0.0)])
+    node_ms, bare_ms = [], []
+    with RunningNode(model, camera_hw) as node:
+        for i in range(frames):
+            if (ms := node.frame_ms()) is not None:
+                node_ms.append(ms)
+            start = time.perf_counter()
+            engine.infer([CameraFrame(CAMERA, rgb, 0.1 * (i + 1))])
+            bare_ms.append((time.perf_counter() - start) * 1e3)
+    engine.close()
+    return np.asarray(node_ms), np.asarray(bare_ms)
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(samples))
+
+
+def node_breakdown_ms(model: Path, repeats: int, camera_hw: tuple[int, int] = CAMERA_HW) -> dict[str, float]:
+    """Median ms of each step the node performs on one frame (in this process)."""
+    engine = InferenceEngine(EngineConfig(str(model), providers=("cpu",)), log=lambda _: None)
+    msg, _ = camera_message(camera_hw)
+    rgb = decode_any_rgb(msg)
+    size = engine.input_size
+    image = batch_images([rgb], size)
+    for i in range(2):
+        result = engine.infer([CameraFrame(CAMERA, image[0], 0.1 * i)])[0]
+    K = intrinsics_from_normalized(engine.metadata.intrinsics_normalized, size)
+    palette = semantic_palette(engine.metadata.class_colors)
+    hdr = builders.header(builders.s_to_stamp(1.0), OPTICAL_FRAME)
+    session = engine._session   # the bare ONNX Runtime call, for the split of the engine's time
+    feeds = {"image": image, **{s.in_name: s.zeros(1) for s in engine.state_specs}}
+
+    def build_images() -> list[Any]:
+        return [builders.image(result.depth_m, topics.DEPTH.encoding, hdr),
+                builders.camera_info(K, result.depth_m.shape, hdr),
+                builders.image(result.semantic, topics.SEMANTIC.encoding, hdr),
+                builders.image(colorize_semantic(result.semantic, palette), topics.SEMANTIC_COLOR.encoding, hdr),
+                builders.image(instances_u16(result.instances), topics.INSTANCES.encoding, hdr),
+                builders.image(result.panoptic, topics.PANOPTIC.encoding, hdr),
+                builders.image(motion_mask(result.motion_prob, 0.5), topics.MOTION_MASK.encoding, hdr),
+                builders.image(result.scene_flow_m, topics.SCENE_FLOW.encoding, hdr)]
+
+    def build_cloud() -> Any:
+        return builders.flow_cloud(*scene_flow_points(result.depth_m, result.scene_flow_m, K, 0.1, 4), hdr)
+
+    messages = build_images() + [build_cloud()]
+    context = Context()
+    rclpy.init(context=context)
+    publisher_node, listener = Node("bench_pub", context=context), Node("bench_sub", context=context)
+    reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = [publisher_node.create_publisher(type(m), f"bench/out{i}", reliable) for i, m in enumerate(messages)]
+    for i, m in enumerate(messages):
+        listener.create_subscription(type(m), f"bench/out{i}", lambda _: None, reliable)
+    time.sleep(1.0)
+    try:
+        steps = {
+            "decode": _median_ms(lambda: decode_any_rgb(msg), repeats),
+            "resize": _median_ms(lambda: batch_images([rgb], size), repeats),
+            "session call": _median_ms(lambda: session.run(None, feeds), repeats),
+            "engine call (model-size image)": _median_ms(
+                lambda: engine.infer([CameraFrame(CAMERA, image[0], 10.0)]), repeats),
+            "message building": _median_ms(build_images, repeats),
+            "point cloud": _median_ms(build_cloud, repeats),
+            "publishing": _median_ms(lambda: [p.publish(m) for p, m in zip(pubs, messages)], repeats),
+        }
+    finally:
+        publisher_node.destroy_node()
+        listener.destroy_node()
+        rclpy.shutdown(context=context)
+        engine.close()
+    return {k: round(v, 2) for k, v in steps.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="96x320")
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--frames", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or export_light_model(*parse_size(args.size), Path(tmp))
+        e2e, bare = node_vs_bare_ms(model, args.frames)
+        print(f"node end to end p50 {np.median(e2e):.1f} ms ({len(e2e)} frames), bare engine p50 "
+              f"{np.median(bare):.1f} ms, ratio {np.median(e2e) / np.median(bare):.2f}")
+        print(node_breakdown_ms(model, args.frames))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

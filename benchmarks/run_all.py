@@ -1,0 +1,390 @@
+"""Every efficiency claim of the unified encoder, measured side by side in one run on this machine.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--sizes 96x320 192x640] [--threads 0]
+
+Random ``light`` resnet18 models (speed does not depend on the weights), exported here, run through
+the runtime engine (:class:`InferenceEngine`, ONNX Runtime CPU provider, its default settings).
+Candidates that are compared are timed in interleaved rounds so that the machine's load hits them
+alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show checks use it):
+
+1. unified pass vs the seven dedicated single-task models (depth, semantic, instance, panoptic,
+   motion, scene flow, pose; each the same head on its own encoder: ``build_single_task_model``);
+2. the encoder once per frame with the temporal state vs re-encoding the previous frame (one more
+   encoder pass per frame) vs the official release's three backbone passes per pair (two more);
+   an encoder pass is the steering-only model (encoder + latent + attention pool);
+3. the node end to end (camera message published by another process -> last of all its outputs
+   received there, over loopback) vs the bare engine call on the same 720x1280 frame, interleaved,
+   and where the node's own time goes (decode, resize, message building, point cloud, publishing);
+4. batched multi-camera throughput for 1, 2 and 6 cameras per call;
+5. float32 vs INT8 (``unified-perception quantize``, calibrated on a synthetic bag) vs float16-stored
+   weights, with the INT8 outputs' agreement with float32 on a held-out synthetic bag;
+6. the compute floor: total GFLOPs / the GFLOP/s the bare encoder reaches, and the model's ratio;
+7. GPU rows (CUDA / TensorRT fp16 and INT8, 192x640 and 384x1024, batch 1 and 6, engine cache on the
+   second start) when a GPU provider is available; otherwise listed as not run, with the reason.
+
+Writes ``--out``/run_all.json and RESULTS.md (default: benchmarks/results/ and benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from bench_models import (REPO, cpu_engine, engine_step, export_light_model, interleaved_ms,
+                          machine, machine_line, parse_size)
+from unified_perception.runtime.engine import EngineConfig, InferenceEngine
+
+DEDICATED_TASKS = ("depth", "semantic", "instance", "panoptic", "motion", "scene_flow", "pose")
+CAMERA_COUNTS = (1, 2, 6)
+GPU_SIZES = ("192x640", "384x1024")
+
+
+@dataclass
+class Row:
+    """One measured (or not run) item. ``value`` in ``unit``; ``ratio`` to the section's reference."""
+
+    section: str
+    item: str
+    value: float | None
+    unit: str
+    ratio: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Effort:
+    rounds: int
+    per_round: int
+    node_frames: int
+    calibration_frames: int
+    held_out_frames: int
+
+
+FULL = Effort(rounds=5, per_round=3, node_frames=20, calibration_frames=64, held_out_frames=40)
+QUICK = Effort(rounds=2, per_round=2, node_frames=5, calibration_frames=8, held_out_frames=8)
+
+
+def p50(values: np.ndarray) -> float:
+    return round(float(np.median(values)), 2)
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3)
+
+
+def dedicated_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
+    """Unified pass vs each dedicated model and their sum."""
+    h, w = parse_size(size)
+    paths = {"unified": export_light_model(h, w, work),
+             **{t: export_light_model(h, w, work, task=t) for t in DEDICATED_TASKS}}
+    engines = {name: cpu_engine(path, threads) for name, path in paths.items()}
+    ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
+    for engine in engines.values():
+        engine.close()
+    total = sum(p50(ms[t]) for t in DEDICATED_TASKS)
+    section = f"unified vs seven dedicated models, {size}"
+    rows = [Row(section, f"dedicated {t}", p50(ms[t]), "ms") for t in DEDICATED_TASKS]
+    rows.append(Row(section, "seven dedicated models, sum", round(total, 2), "ms"))
+    rows.append(Row(section, "unified pass (all tasks + steering)", p50(ms["unified"]), "ms",
+                    ratio(p50(ms["unified"]), total), "ratio = unified / seven dedicated"))
+    return rows
+
+
+def encoder_section(size: str, work: Path, effort: Effort, threads: int) -> tuple[list[Row], dict[str, float]]:
+    """State-cached unified pass vs the same plus one and two more encoder passes per frame."""
+    h, w = parse_size(size)
+    unified = cpu_engine(export_light_model(h, w, work), threads)
+    encoder = cpu_engine(export_light_model(h, w, work, task="steering"), threads)
+    run_unified, run_encoder = engine_step(unified), engine_step(encoder, seed=1)
+
+    def re_encode() -> None:
+        run_encoder()
+        run_unified()
+
+    def three_passes() -> None:
+        run_encoder()
+        run_encoder()
+        run_unified()
+
+    ms = interleaved_ms({"cached": run_unified, "encoder": run_encoder, "re-encode": re_encode,
+                         "three": three_passes}, effort.rounds, effort.per_round)
+    gflops = {"unified": float(unified.metadata.head_gflops.get("total", 0.0)),
+              "encoder": float(encoder.metadata.head_gflops.get("total", 0.0)),
+              "unified_encoder": float(unified.metadata.head_gflops.get("encoder", 0.0))}
+    unified.close()
+    encoder.close()
+    section = f"encoder once per frame vs re-encoding, {size}"
+    cached = p50(ms["cached"])
+    rows = [
+        Row(section, "one encoder pass (steering-only model)", p50(ms["encoder"]), "ms", None,
+            f"{gflops['encoder']:.2f} GFLOPs"),
+        Row(section, "re-encode the previous frame (unified + 1 encoder pass)", p50(ms["re-encode"]), "ms"),
+        Row(section, "official release: three backbone passes per pair (unified + 2 encoder passes)",
+            p50(ms["three"]), "ms"),
+        Row(section, "encoder once per frame, temporal state (unified)", cached, "ms",
+            ratio(cached, p50(ms["three"])), f"ratio = cached / three passes; / re-encode = "
+            f"{ratio(cached, p50(ms['re-encode']))}; encoder work alone: 1 pass vs 3 = 0.333"),
+    ]
+    floor = {"encoder_ms": p50(ms["encoder"]), "unified_ms": cached, **gflops}
+    return rows, floor
+
+
+def floor_section(size: str, floor: dict[str, float]) -> list[Row]:
+    """Total GFLOPs / the encoder's GFLOP/s, and the unified pass's ratio to it."""
+    rate = floor["encoder"] / floor["encoder_ms"] * 1e3            # GFLOP/s of the bare encoder
+    floor_ms = floor["unified"] / rate * 1e3
+    section = f"compute floor, {size}"
+    return [Row(section, "bare encoder throughput", round(rate, 1), "GFLOP/s"),
+            Row(section, "unified model work", round(floor["unified"], 2), "GFLOPs",
+                None, f"encoder {floor['unified_encoder']:.2f}, heads {floor['unified'] - floor['unified_encoder']:.2f}"),
+            Row(section, "compute floor (GFLOPs / encoder GFLOP/s)", round(floor_ms, 2), "ms"),
+            Row(section, "unified pass", floor["unified_ms"], "ms", ratio(floor["unified_ms"], floor_ms),
+                "ratio = unified / floor")]
+
+
+def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
+    """The node end to end vs the bare engine call, and the node's own steps."""
+    from bench_node_overhead import node_breakdown_ms, node_vs_bare_ms
+
+    model = export_light_model(*parse_size(size), work)
+    node_ms, bare_ms = node_vs_bare_ms(model, effort.node_frames)
+    steps = node_breakdown_ms(model, max(5, effort.node_frames))
+    section = f"node end to end vs bare engine, {size} model, 720x1280 rgb8 frames"
+    rows = [Row(section, "bare engine call (resize + session + outputs)", p50(bare_ms), "ms"),
+            Row(section, "node end to end (frame published -> last of all 13 outputs received, other process)",
+                p50(node_ms) if len(node_ms) else None, "ms",
+                ratio(p50(node_ms), p50(bare_ms)) if len(node_ms) else None,
+                f"ratio = node / bare; {len(node_ms)} of {effort.node_frames} frames complete")]
+    rows += [Row(section, f"in-process: {name}", value, "ms") for name, value in steps.items()]
+    return rows
+
+
+def batch_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
+    """Frames per second with 1, 2 and 6 cameras in one call."""
+    engine = cpu_engine(export_light_model(*parse_size(size), work), threads)
+    ms = interleaved_ms({str(n): engine_step(engine, n) for n in CAMERA_COUNTS},
+                        effort.rounds, effort.per_round)
+    engine.close()
+    section = f"batched cameras, {size}"
+    one = p50(ms["1"])
+    return [Row(section, f"{n} camera{'s' if n > 1 else ''} per call", p50(ms[str(n)]), "ms per call",
+                ratio(p50(ms[str(n)]) / n, one), f"{n / p50(ms[str(n)]) * 1e3:.1f} frames/s; ratio = "
+                f"per-frame time / one camera's")
+            for n in CAMERA_COUNTS]
+
+
+def precision_section(size: str, work: Path, effort: Effort, threads: int) -> tuple[list[Row], dict[str, Any]]:
+    """float32 vs INT8 vs float16-stored weights; INT8 agreement on a held-out synthetic bag."""
+    from unified_perception.cli import main as cli_main
+    from unified_perception.deploy.agreement import compare_models
+    from unified_perception.deploy.quantize import model_frames
+    from unified_perception.eval.replay_input import InputBag
+
+    h, w = parse_size(size)
+    fp32 = export_light_model(h, w, work)
+    fp16w = export_light_model(h, w, work, weights_fp16=True)
+    bags = {}
+    for name, seed, frames in (("calibration", 7, effort.calibration_frames),
+                               ("held_out", 2029, effort.held_out_frames)):
+        bags[name] = work / f"{name}_{size}"
+        if not bags[name].exists():
+            assert cli_main(["synth", "--out", str(bags[name]), "--frames", str(frames), "--seed",
+                             str(seed), "--size", size, "--quiet"]) == 0
+    int8 = work / f"unified_{size}_int8.onnx"
+    start = time.perf_counter()
+    assert cli_main(["quantize", str(fp32), "--calibration", str(bags["calibration"]), "--out", str(int8),
+                     "--frames", str(effort.calibration_frames)]) == 0
+    quantize_s = time.perf_counter() - start
+    engines = {"float32": cpu_engine(fp32, threads), "INT8 (QDQ)": cpu_engine(int8, threads),
+               "float16-stored weights": cpu_engine(fp16w, threads)}
+    ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
+    for engine in engines.values():
+        engine.close()
+    with InputBag(bags["held_out"]) as bag:
+        images = [f[0] for f in model_frames(bag, (h, w)) if f is not None]
+    agreement = compare_models(int8, fp32, images)
+    section = f"precision, {size} (CPU provider)"
+    ref = p50(ms["float32"])
+    a = agreement
+    rows = [Row(section, "float32", ref, "ms", 1.0),
+            Row(section, "INT8 QDQ (convolutions int8 per channel)", p50(ms["INT8 (QDQ)"]), "ms",
+                ratio(p50(ms["INT8 (QDQ)"]), ref),
+                f"vs float32 on {a.frames} held-out frames: depth rel. error {a.depth_rel_error:.4f}, "
+                f"semantic agreement {a.semantic_agreement:.2%}, pose diff <= {a.pose_translation_m * 1e3:.2f} mm / "
+                f"{a.pose_rotation_deg:.3f} deg, steering diff <= {a.steering_abs_rad:.4f} rad; "
+                f"quantize took {quantize_s:.0f} s"),
+            Row(section, "float16-stored weights (float32 compute on CPU)", p50(ms["float16-stored weights"]),
+                "ms", ratio(p50(ms["float16-stored weights"]), ref),
+                f"file {fp16w.stat().st_size / 1e6:.0f} MB vs {fp32.stat().st_size / 1e6:.0f} MB; fp16 compute "
+                f"needs a GPU provider (TensorRT fp16)")]
+    return rows, asdict(agreement)
+
+
+def gpu_section(work: Path, effort: Effort) -> list[Row]:
+    """CUDA / TensorRT rows where onnxruntime offers them; otherwise one row saying why not."""
+    available = ort.get_available_providers()
+    if not {"TensorrtExecutionProvider", "CUDAExecutionProvider"} & set(available):
+        return [Row("GPU", "CUDA fp32, TensorRT fp16 and TensorRT INT8 (QDQ, --target tensorrt) at "
+                    f"{' and '.join(GPU_SIZES)}, batch 1 and 6; TensorRT engine cache on the second "
+                    "start; temporal state on the device vs host copies", None, "ms", None,
+                    f"not run: this onnxruntime build offers {', '.join(available)} (no CUDA or "
+                    f"TensorRT provider; no GPU on this machine)")]
+    rows = []
+    for size in GPU_SIZES:
+        rows += _gpu_size_rows(size, work, effort, available)
+    return rows
+
+
+def _gpu_engine(model: Path, providers: tuple[str, ...], cache: Path, batch: int,
+                state_on_device: bool | None = None) -> InferenceEngine:
+    return InferenceEngine(EngineConfig(str(model), providers=providers, trt_cache_dir=str(cache),
+                                        warmup_batch=batch, state_on_device=state_on_device),
+                           log=lambda _: None)
+
+
+def _gpu_size_rows(size: str, work: Path, effort: Effort, available: list[str]) -> list[Row]:
+    """Latency per provider and batch at ``size``, the engine cache and the device-side state."""
+    from unified_perception.cli import main as cli_main
+
+    h, w = parse_size(size)
+    fp32 = export_light_model(h, w, work)
+    bag, int8 = work / f"calibration_{size}", work / f"unified_{size}_int8_trt.onnx"
+    if not bag.exists():
+        assert cli_main(["synth", "--out", str(bag), "--frames", str(effort.calibration_frames),
+                         "--seed", "7", "--size", size, "--quiet"]) == 0
+    assert cli_main(["quantize", str(fp32), "--calibration", str(bag), "--out", str(int8),
+                     "--frames", str(effort.calibration_frames), "--target", "tensorrt"]) == 0
+    section = f"GPU, {size}"
+    cases = {"CUDA fp32": (fp32, ("cuda",)), "TensorRT fp16": (fp32, ("tensorrt",)),
+             "TensorRT INT8 (QDQ file)": (int8, ("tensorrt",))}
+    rows = []
+    for name, (model, providers) in cases.items():
+        for batch in (1, 6):
+            try:
+                engine = _gpu_engine(model, providers, work / "trt_cache", batch)
+                ms = interleaved_ms({"x": engine_step(engine, batch)}, effort.rounds, effort.per_round)["x"]
+                rows.append(Row(section, f"{name}, batch {batch}", p50(ms), "ms per call", None,
+                                f"provider {engine.active_provider}; {batch / p50(ms) * 1e3:.0f} frames/s"))
+                engine.close()
+            except Exception as err:  # a provider that fails to build: the row says why
+                rows.append(Row(section, f"{name}, batch {batch}", None, "ms", None, f"failed: {err}"[:300]))
+    if "TensorrtExecutionProvider" in available:
+        cache = work / f"trt_cache_fresh_{size}"
+        starts = []
+        for _ in range(2):
+            begin = time.perf_counter()
+            _gpu_engine(fp32, ("tensorrt",), cache, 1).close()
+            starts.append(time.perf_counter() - begin)
+        rows.append(Row(section, "TensorRT fp16 start: first (builds) vs second (cache)", round(starts[1], 2),
+                        "s", ratio(starts[1], starts[0]), f"first start {starts[0]:.1f} s"))
+    if "CUDAExecutionProvider" in available:
+        engines = {on: _gpu_engine(fp32, ("cuda",), work / "trt_cache", 1, on) for on in (True, False)}
+        ms = interleaved_ms({str(on): engine_step(e) for on, e in engines.items()}, effort.rounds,
+                            effort.per_round)
+        rows.append(Row(section, "CUDA, temporal state on the device (I/O binding)", p50(ms["True"]), "ms",
+                        ratio(p50(ms["True"]), p50(ms["False"])),
+                        f"ratio = device state / host copies ({p50(ms['False'])} ms)"))
+        for engine in engines.values():
+            engine.close()
+    return rows
+
+
+MUST_SHOW = (
+    ("unified / seven dedicated", "unified vs seven dedicated models", "unified pass", 0.30),
+    ("unified / compute floor", "compute floor", "unified pass", 1.3),
+    ("state-cached / three-pass re-encode", "encoder once per frame", "encoder once per frame", 0.60),
+    ("node end to end / bare engine", "node end to end", "node end to end", 1.10),
+    ("INT8 / float32", "precision", "INT8", 0.6),
+)
+
+
+def must_show(rows: list[Row], size: str) -> list[dict[str, Any]]:
+    """The issue's must-show ratios at the demo size ``size``: value, threshold, met."""
+    checks = []
+    for name, section, item, threshold in MUST_SHOW:
+        row = next((r for r in rows if r.section.startswith(section) and size in r.section
+                    and r.item.startswith(item)), None)
+        value = row.ratio if row else None
+        checks.append({"check": name, "value": value, "threshold": threshold,
+                       "met": value is not None and value <= threshold})
+    return checks
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Benchmarks: the unified encoder, side by side", "",
+             f"Machine: {machine_line(report['machine'])}.", "",
+             f"Command: `{report['command']}` ({report['seconds']:.0f} s; light resnet18 models with "
+             f"random weights, runtime engine on the ONNX Runtime CPU provider, "
+             f"intra-op threads {report['threads'] or 'default'}; p50 of interleaved rounds).", "",
+             "## Must show (demo size " + report["demo_size"] + ")", "",
+             "| ratio | measured | target | met |", "|---|---:|---:|---|"]
+    lines += [f"| {c['check']} | {c['value'] if c['value'] is not None else '-'} | <= {c['threshold']} | "
+              f"{'yes' if c['met'] else 'no'} |" for c in report["must_show"]]
+    section = None
+    for row in report["rows"]:
+        if row["section"] != section:
+            section = row["section"]
+            lines += ["", f"## {section}", "", "| item | value | ratio | note |", "|---|---:|---:|---|"]
+        value = "not run" if row["value"] is None else f"{row['value']} {row['unit']}"
+        rat = "" if row["ratio"] is None else f"{row['ratio']}"
+        lines.append(f"| {row['item']} | {value} | {rat} | {row['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="demo size only, 2 rounds of 2 calls, 5 node frames, 8 calibration frames")
+    parser.add_argument("--sizes", nargs="+", default=None,
+                        help="model sizes HxW, the demo size first (default 96x320 192x640; --quick: 96x320)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = ONNX Runtime default)")
+    parser.add_argument("--skip-node", action="store_true", help="leave out the ROS node section")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    effort = QUICK if args.quick else FULL
+    sizes = args.sizes or (["96x320"] if args.quick else ["96x320", "192x640"])
+    start = time.perf_counter()
+    report: dict[str, Any] = {"machine": machine(), "demo_size": sizes[0], "threads": args.threads,
+                              "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:])}
+    rows: list[Row] = []
+    agreement = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for size in sizes:
+            steps = [lambda: dedicated_section(size, work, effort, args.threads),
+                     lambda: batch_section(size, work, effort, args.threads)]
+            for step in steps:
+                rows += step()
+                print(f"{rows[-1].section}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+            encoder_rows, floor = encoder_section(size, work, effort, args.threads)
+            rows += encoder_rows + floor_section(size, floor)
+            precision_rows, agreement[size] = precision_section(size, work, effort, args.threads)
+            rows += precision_rows
+            print(f"{size}: encoder, floor, precision done ({time.perf_counter() - start:.0f} s)", flush=True)
+            if size == sizes[0] and not args.skip_node:
+                rows += node_section(size, work, effort)
+                print(f"{size}: node done ({time.perf_counter() - start:.0f} s)", flush=True)
+        rows += gpu_section(work, effort)
+    report["seconds"] = time.perf_counter() - start
+    report["must_show"] = must_show(rows, sizes[0])
+    report["int8_agreement"] = agreement
+    report["rows"] = [asdict(r) for r in rows]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "run_all.json").write_text(json.dumps(report, indent=2))
+    args.markdown.write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
