@@ -43,6 +43,7 @@ setup(
         "train": ["torch==2.13.0", "onnx>=1.17", "onnxscript>=0.2", "tensorboard>=2.15",
                   "tqdm>=4.60", "rosbags>=0.10", "opencv-python-headless>=4.8",
                   "onnxruntime>=1.20", "scipy>=1.10"],
+        "deploy": ["onnx>=1.17", "onnxruntime>=1.20", "rosbags>=0.10", "opencv-python-headless>=4.8"],
         "eval": ["matplotlib>=3.7", "pillow>=9.1", "rosbags>=0.10", "tqdm>=4.60",
                  "opencv-python-headless>=4.8"],
         "ros": ROS_WHEELS,
