@@ -229,6 +229,47 @@ def precision_section(size: str, work: Path, effort: Effort, threads: int) -> tu
     return rows, asdict(agreement)
 
 
+TRAINED_METRICS = (("depth", "abs_rel"), ("depth", "a1"), ("semantic", "miou"), ("panoptic", "pq"),
+                   ("motion", "iou"), ("scene_flow", "epe3d"), ("odometry", "ate_m"),
+                   ("odometry", "rpe_rot_deg"), ("steering", "rmse_deg"))
+"""Metrics of the evaluation report compared between the float32 and the INT8 trained model."""
+
+
+def trained_section(model: Path, work: Path, effort: Effort) -> tuple[list[Row], dict[str, Any]]:
+    """A trained model and its INT8 version (calibrated on a training bag) replayed through the
+    runtime on a held-out synthetic drive (seed 2029) and scored: each metric and its relative
+    change."""
+    from unified_perception.cli import main as cli_main
+    from unified_perception.runtime.engine import InferenceEngine as Engine
+
+    engine = Engine(EngineConfig(str(model), providers=("cpu",), warmup_runs=0), log=lambda _: None)
+    h, w = engine.input_size
+    engine.close()
+    size = f"{h}x{w}"
+    calibration, held_out = work / f"trained_calibration_{size}", work / f"trained_held_out_{size}"
+    for bag, seed, frames in ((calibration, 7, effort.calibration_frames), (held_out, 2029, 40)):
+        assert cli_main(["synth", "--out", str(bag), "--frames", str(frames), "--seed", str(seed),
+                         "--size", size, "--quiet"]) == 0
+    int8 = work / "trained_int8.onnx"
+    assert cli_main(["quantize", str(model), "--calibration", str(calibration), "--out", str(int8),
+                     "--frames", str(effort.calibration_frames)]) == 0
+    metrics = {}
+    for name, path in (("float32", model), ("INT8", int8)):
+        pred = work / f"trained_pred_{name}"
+        assert cli_main(["replay", str(held_out), "--model", str(path), "--out", str(pred), "--quiet"]) == 0
+        metrics[name] = json.loads((Path(f"{pred}_report") / "metrics.json").read_text())
+    section = f"trained model {model.name}: float32 vs INT8 on a held-out drive (seed 2029, 40 frames)"
+    rows = []
+    for task, key in TRAINED_METRICS:
+        ref = (metrics["float32"].get(task) or {}).get(key)
+        new = (metrics["INT8"].get(task) or {}).get(key)
+        if ref is None or new is None:
+            continue
+        rows.append(Row(section, f"{task} {key}", round(new, 4), "", round((new - ref) / abs(ref), 4)
+                        if ref else None, f"float32 {ref:.4f}; ratio = relative change"))
+    return rows, metrics
+
+
 def gpu_section(work: Path, effort: Effort) -> list[Row]:
     """CUDA / TensorRT rows where onnxruntime offers them; otherwise one row saying why not."""
     available = ort.get_available_providers()
@@ -316,6 +357,10 @@ def must_show(rows: list[Row], size: str) -> list[dict[str, Any]]:
         value = row.ratio if row else None
         checks.append({"check": name, "value": value, "threshold": threshold,
                        "met": value is not None and value <= threshold})
+    trained = [abs(r.ratio) for r in rows if r.section.startswith("trained model") and r.ratio is not None]
+    if trained:
+        checks.append({"check": "trained INT8 metrics, largest relative change", "value": round(max(trained), 4),
+                       "threshold": 0.01, "met": max(trained) <= 0.01})
     return checks
 
 
@@ -348,6 +393,9 @@ def main() -> int:
                         help="model sizes HxW, the demo size first (default 96x320 192x640; --quick: 96x320)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = ONNX Runtime default)")
     parser.add_argument("--skip-node", action="store_true", help="leave out the ROS node section")
+    parser.add_argument("--trained", type=Path, default=None,
+                        help="also score this trained model and its INT8 version on a held-out drive "
+                             "(default: models/unified_synthetic_resnet18.onnx when it exists)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
@@ -374,6 +422,11 @@ def main() -> int:
             if size == sizes[0] and not args.skip_node:
                 rows += node_section(size, work, effort)
                 print(f"{size}: node done ({time.perf_counter() - start:.0f} s)", flush=True)
+        trained = args.trained or REPO / "models" / "unified_synthetic_resnet18.onnx"
+        if trained.is_file():
+            trained_rows, report["trained_metrics"] = trained_section(trained, work, effort)
+            rows += trained_rows
+            print(f"trained model scored ({time.perf_counter() - start:.0f} s)", flush=True)
         rows += gpu_section(work, effort)
     report["seconds"] = time.perf_counter() - start
     report["must_show"] = must_show(rows, sizes[0])
