@@ -1,4 +1,4 @@
-"""A softmax over an inner axis is written out as the same maths; the export applies it."""
+"""A softmax over an inner axis and squares are written out as the same maths; the export applies it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, shape_inference
 
-from unified_perception.deploy.graph_rewrites import decompose_inner_softmax
+from unified_perception.deploy.graph_rewrites import decompose_inner_softmax, square_pow_as_mul
 
 
 def _two_softmaxes(opset: int) -> onnx.ModelProto:
@@ -42,6 +42,28 @@ def test_inner_softmax_is_replaced_by_the_same_values_and_the_last_axis_one_is_k
         np.testing.assert_allclose(after[0].sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_squares_become_a_multiplication_with_bit_identical_values_and_other_powers_stay() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 7])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3, 7]) for n in ("sq_init", "sq_const", "cube")]
+    two = onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    three = onnx.numpy_helper.from_array(np.array(3.0, np.float32), "three")
+    nodes = [helper.make_node("Constant", [], ["two_c"], value=onnx.numpy_helper.from_array(np.array(2.0, np.float32))),
+             helper.make_node("Pow", ["x", "two"], ["sq_init"]),
+             helper.make_node("Pow", ["x", "two_c"], ["sq_const"]),
+             helper.make_node("Pow", ["x", "three"], ["cube"])]
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], outs, initializer=[two, three]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    values = (np.random.default_rng(1).standard_normal((3, 7)) * 1e3).astype(np.float32)
+    session = lambda: ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])  # noqa: E731
+    before = session().run(None, {"x": values})
+    assert square_pow_as_mul(proto) == 2
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node] == ["Constant", "Mul", "Mul", "Pow"]
+    after = session().run(None, {"x": values})
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: Path) -> None:
     graph = shape_inference.infer_shapes(onnx.load(str(tiny_model_path))).graph
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph.value_info}
@@ -50,3 +72,4 @@ def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: P
              != ranks[n.input[0]] - 1]
     assert inner == []
     assert any(n.op_type == "Exp" and "_decomposed" in n.name for n in graph.node)
+    assert not [n.name for n in graph.node if n.op_type == "Pow"], "squares should be Mul"

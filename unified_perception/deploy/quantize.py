@@ -41,6 +41,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 
 from unified_perception.contract import IMAGE, ContractError, MetadataKey
+from unified_perception.deploy.graph_rewrites import rewrite_for_speed
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.eval.replay_settings import ReplayError
 from unified_perception.runtime.engine import check_session
@@ -175,8 +176,12 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
     if out.exists():
         raise QuantizeError(f"output '{out}' already exists: choose another --out or delete it")
     proto = _check_model(model)
-    with _open_bag(calibration_bag, topic_map) as bag:
-        reader = BagCalibrationReader(model, bag, frames)
+    with _open_bag(calibration_bag, topic_map) as bag, \
+            tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        source = Path(tmp) / f"float_{model.name}"
+        rewrite_for_speed(proto)    # a model exported before the rewrites existed gets them too
+        onnx.save(proto, str(source))
+        reader = BagCalibrationReader(source, bag, frames)
         try:
             first = reader.get_next()
         except ReplayError as err:
@@ -185,22 +190,20 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
             raise QuantizeError(f"calibration bag {calibration_bag}: none of the frames of "
                                 f"'{bag.image_topic}' could be decoded ({reader.undecodable} tried); "
                                 f"give a bag whose camera topic holds images the node accepts")
-        summary = CalibrationSummary(str(calibration_bag), bag.image_topic, 0, 0, target)
-        with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-            staged = Path(tmp) / out.name
-            try:
-                with _quiet_root_logger():     # its advice to pre-process does not apply here
-                    _quantize_static(model, staged, _Prepend(first, reader), proto, TARGETS[target])
-            except ReplayError as err:
-                raise QuantizeError(f"calibration bag: {err}") from None
-            summary = CalibrationSummary(summary.bag, summary.image_topic, reader.used,
-                                         reader.undecodable, target)
-            quantized = onnx.load(str(staged))
-            _write_metadata(quantized, proto, summary)
-            onnx.save(quantized, str(staged))
-            _check_model_runs(staged)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, out)
+        staged = Path(tmp) / out.name
+        try:
+            with _quiet_root_logger():     # its advice to pre-process does not apply here
+                _quantize_static(source, staged, _Prepend(first, reader), proto, TARGETS[target])
+        except ReplayError as err:
+            raise QuantizeError(f"calibration bag: {err}") from None
+        summary = CalibrationSummary(str(calibration_bag), bag.image_topic, reader.used,
+                                     reader.undecodable, target)
+        quantized = onnx.load(str(staged))
+        _write_metadata(quantized, proto, summary)
+        onnx.save(quantized, str(staged))
+        _check_model_runs(staged)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, out)
     return summary
 
 

@@ -27,7 +27,7 @@ from unified_perception.contract import (CONTRACT_VERSION, DEFAULT_STEERING_WIND
                                          SCENE_FLOW, SEMANTIC, STATE_IN_PREFIX, STATE_OUT_PREFIX,
                                          STEERING, DEPTH, INSTANCES, ModelMetadata,
                                          expected_outputs)
-from unified_perception.deploy.graph_rewrites import decompose_inner_softmax
+from unified_perception.deploy.graph_rewrites import rewrite_for_speed
 from unified_perception.train.export_fp16 import store_weights_fp16
 from unified_perception.train.model import UnifiedModel, UnifiedOutput
 from unified_perception.train.temporal_state import TemporalState
@@ -164,7 +164,8 @@ def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None =
     flow here reliably and keeps the batch axis symbolic with ``dynamic_axes``. Every other size is
     a constant in the graph (the model computes spatial sizes from its configured input size, not
     from ``tensor.shape``); leftover constant subgraphs are folded (:func:`fold_constants`) and a
-    softmax over the channel axis is written out (:mod:`unified_perception.deploy.graph_rewrites`). The
+    softmax over the channel axis and squares are written out for faster kernels
+    (:mod:`unified_perception.deploy.graph_rewrites`). The
     result is checked with ``onnx.checker`` (full check, shape inference included).
     ``weights_fp16``: store the weights as float16, computed in float32
     (:func:`~unified_perception.train.export_fp16.store_weights_fp16`): half the file size.
@@ -191,7 +192,7 @@ def export_model(model: UnifiedModel, path: str | Path, *, recipe: dict | None =
                           dynamo=False, do_constant_folding=True)
     model.train(was_training)
     proto = fold_constants(onnx.load(str(path)))
-    decompose_inner_softmax(proto)      # same maths, kernels that do not transpose
+    rewrite_for_speed(proto)            # same maths, faster kernels
     _declare_static_output_shapes(proto, dict(zip(names_out, shapes)))
     if weights_fp16:
         store_weights_fp16(proto)
