@@ -9,7 +9,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, shape_inference
 
-from unified_perception.deploy.graph_rewrites import decompose_inner_softmax, square_pow_as_mul
+from unified_perception.deploy.graph_rewrites import (decompose_inner_softmax, matvec_as_matmul,
+                                                      rewrite_for_speed, square_pow_as_mul)
 
 
 def _two_softmaxes(opset: int) -> onnx.ModelProto:
@@ -22,21 +23,20 @@ def _two_softmaxes(opset: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _run(proto: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})
+def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 def test_inner_softmax_is_replaced_by_the_same_values_and_the_last_axis_one_is_kept() -> None:
     x = (np.random.default_rng(0).standard_normal((2, 5, 3, 4)) * 30).astype(np.float32)  # large logits
     for opset in (13, 18):
         proto = _two_softmaxes(opset)
-        before = _run(proto, x)
+        before = _run(proto, {"x": x})
         assert decompose_inner_softmax(proto) == 1
         onnx.checker.check_model(proto, full_check=True)
         softmaxes = [n for n in proto.graph.node if n.op_type == "Softmax"]
         assert [n.name for n in softmaxes] == ["sm_last"]
-        after = _run(proto, x)
+        after = _run(proto, {"x": x})
         np.testing.assert_allclose(after[0], before[0], rtol=1e-5, atol=1e-7)
         np.testing.assert_array_equal(after[1], before[1])
         np.testing.assert_allclose(after[0].sum(axis=1), 1.0, rtol=1e-5)
@@ -54,14 +54,36 @@ def test_squares_become_a_multiplication_with_bit_identical_values_and_other_pow
     proto = helper.make_model(helper.make_graph(nodes, "g", [x], outs, initializer=[two, three]),
                               opset_imports=[helper.make_opsetid("", 18)])
     values = (np.random.default_rng(1).standard_normal((3, 7)) * 1e3).astype(np.float32)
-    session = lambda: ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])  # noqa: E731
-    before = session().run(None, {"x": values})
+    before = _run(proto, {"x": values})
     assert square_pow_as_mul(proto) == 2
     onnx.checker.check_model(proto, full_check=True)
     assert [n.op_type for n in proto.graph.node] == ["Constant", "Mul", "Mul", "Pow"]
-    after = session().run(None, {"x": values})
+    after = _run(proto, {"x": values})
     for a, b in zip(after, before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_matrix_vector_product_becomes_a_matrix_product_and_a_squeeze() -> None:
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 50, 7])
+    outs = [helper.make_tensor_value_info("mv", TensorProto.FLOAT, [2, 50]),
+            helper.make_tensor_value_info("mm", TensorProto.FLOAT, [2, 50, 3])]
+    rng = np.random.default_rng(2)
+    vector = onnx.numpy_helper.from_array(rng.standard_normal(7).astype(np.float32), "v")
+    matrix = onnx.numpy_helper.from_array(rng.standard_normal((7, 3)).astype(np.float32), "m")
+    nodes = [helper.make_node("MatMul", ["a", "v"], ["mv"], name="mv"),
+             helper.make_node("MatMul", ["a", "m"], ["mm"], name="mm")]
+    proto = helper.make_model(helper.make_graph(nodes, "g", [a], outs, initializer=[vector, matrix]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    values = rng.standard_normal((2, 50, 7)).astype(np.float32)
+    before = _run(proto, {"a": values})
+    assert matvec_as_matmul(proto) == 1
+    assert rewrite_for_speed(proto)["matrix_vector"] == 0       # nothing left to rewrite
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node] == ["MatMul", "Squeeze", "MatMul"]
+    assert "v" not in {i.name for i in proto.graph.initializer}, "the unused vector is dropped"
+    after = _run(proto, {"a": values})
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(after[1], before[1])
 
 
 def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: Path) -> None:
@@ -73,3 +95,6 @@ def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: P
     assert inner == []
     assert any(n.op_type == "Exp" and "_decomposed" in n.name for n in graph.node)
     assert not [n.name for n in graph.node if n.op_type == "Pow"], "squares should be Mul"
+    initializers = {i.name: i for i in graph.initializer}
+    assert not [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in initializers
+                and len(initializers[n.input[1]].dims) == 1], "matrix-vector products should be rewritten"
