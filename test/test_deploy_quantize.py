@@ -60,6 +60,14 @@ def test_the_quantized_model_loads_under_the_contract_with_its_metadata_marked(
     reference.close()
 
 
+def test_info_says_which_precision_a_model_computes_in(quantized: Path, tiny_model_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["info", str(quantized)]) == 0
+    assert "precision: INT8 QDQ for cpu" in capsys.readouterr().out
+    assert cli_main(["info", str(tiny_model_path)]) == 0
+    assert "precision: float32 compute" in capsys.readouterr().out
+
+
 def test_convolutions_run_in_int8_and_the_state_inputs_are_calibrated(quantized: Path) -> None:
     graph = onnx.load(str(quantized)).graph
     weights = {i.name: i for i in graph.initializer}

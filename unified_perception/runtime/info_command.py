@@ -63,6 +63,10 @@ def describe(path: Path) -> str:
         f"latent dim: {meta.latent_dim}; steering window: {meta.steering_window} frames; "
         f"steering units: {meta.steering_units}",
         f"depth range: [{meta.depth_min_m}, {meta.depth_max_m}] m",
+        "precision: " + (f"INT8 {meta.quantization.get('format', '')} for "
+                         f"{meta.quantization.get('target', '?')} "
+                         f"({json.dumps(meta.quantization.get('calibration', {}), sort_keys=True)})"
+                         if meta.quantization else "float32 compute"),
         "training intrinsics [fx/W, fy/H, (cx+.5)/W, (cy+.5)/H]: "
         + ", ".join(f"{v:.4f}" for v in meta.intrinsics_normalized),
     ]
