@@ -19,10 +19,10 @@ from unified_perception.train.steering_stage import SteeringStageConfig, run_ste
 def steering_config(recipe: Recipe, max_steps: int | None = None) -> SteeringStageConfig:
     """The stage's configuration: the recipe's section, its synthetic bags as sequences when none
     are named, and ``max_steps`` (smoke runs) capping both step counts."""
-    config = parse_dataclass(SteeringStageConfig, dict(recipe.steering), "steering")
-    if not config.sequences:
-        train_bags, _ = synthetic_bags(recipe, render=True)
-        config = dataclasses.replace(config, sequences=tuple(train_bags))
+    values = dict(recipe.steering)
+    if not values.get("sequences"):
+        values["sequences"] = [str(p) for p in synthetic_bags(recipe, render=True)[0]]
+    config = parse_dataclass(SteeringStageConfig, values, "steering")
     if max_steps is not None:
         config = dataclasses.replace(config, steps=min(config.steps, max_steps),
                                      finetune_steps=min(config.finetune_steps, max_steps))
