@@ -114,10 +114,17 @@ class SessionSetting:
         return options
 
 
+NO_SPINNING = (("session.intra_op.allow_spinning", "0"),)
+ENGINE_DEFAULT = SessionSetting("engine default (all, intra auto, no spinning)", config=NO_SPINNING)
+"""What runtime/engine.py sets by default (``intra_op_spinning`` false)."""
+
+
 def sweep_settings(cores: int) -> list[SessionSetting]:
-    """The settings compared; the first is the engine's current default."""
+    """The settings compared; the first is the engine's default (runtime/engine.py: spinning off,
+    parameter ``intra_op_spinning``), the others change one thing from ONNX Runtime's defaults."""
     return [
-        SessionSetting("engine default (all, intra auto)"),
+        ENGINE_DEFAULT,
+        SessionSetting("spinning on (ONNX Runtime's default)"),
         SessionSetting("optimisation basic", level="basic"),
         SessionSetting("optimisation extended (no NCHWc layout)", level="extended"),
         SessionSetting("intra-op 1 thread", intra_op_threads=1),
@@ -126,7 +133,7 @@ def sweep_settings(cores: int) -> list[SessionSetting]:
                        inter_op_threads=cores, parallel=True),
         SessionSetting("memory pattern off", mem_pattern=False),
         SessionSetting("denormals as zero", config=(("session.set_denormal_as_zero", "1"),)),
-        SessionSetting("no spinning", config=(("session.intra_op.allow_spinning", "0"),)),
+        SessionSetting("intra-op 1 thread, no spinning", intra_op_threads=1, config=NO_SPINNING),
     ]
 
 
@@ -147,7 +154,7 @@ def profile_heads(model: Path, runs: int, workdir: Path, setting: SessionSetting
                   ) -> HeadProfile:
     """Profile batch-1 calls of ``model``: two warm-up calls, then ``runs`` calls whose kernel
     times are averaged per node and summed per head."""
-    options = (setting or SessionSetting("default")).options()
+    options = (setting or ENGINE_DEFAULT).options()
     options.enable_profiling = True
     options.profile_file_prefix = str(workdir / f"profile_{model.stem}")
     optimised = workdir / f"optimised_{model.stem}.onnx"

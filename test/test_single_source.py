@@ -54,7 +54,7 @@ def test_every_car_yaml_value_is_the_table_default_or_a_documented_override() ->
 
 
 ENGINE_PARAMETERS = ("providers", "trt_fp16", "trt_cache_dir", "max_gap_s", "warmup_runs",
-                     "intra_op_threads")
+                     "intra_op_threads", "intra_op_spinning")
 """Parameters the node hands to :class:`EngineConfig` under the same name."""
 
 

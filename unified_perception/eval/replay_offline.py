@@ -34,7 +34,8 @@ def engine_config(model: Path, settings: ReplaySettings) -> EngineConfig:
     return EngineConfig(model_path=str(model), providers=settings.providers,
                         trt_fp16=settings.trt_fp16, trt_cache_dir=settings.trt_cache_dir,
                         max_gap_s=settings.max_gap_s, warmup_runs=0,
-                        intra_op_threads=settings.intra_op_threads)
+                        intra_op_threads=settings.intra_op_threads,
+                        intra_op_spinning=settings.intra_op_spinning)
 
 
 def ns_to_s(ns: int) -> float:

@@ -79,6 +79,7 @@ class ReplaySettings:
     trt_cache_dir: str
     max_gap_s: float
     intra_op_threads: int
+    intra_op_spinning: bool
     optical_frame_id: str            # '' = the incoming image's frame id
     base_frame_id: str
     odom_frame_id: str
@@ -139,6 +140,7 @@ def load_settings(params_file: str | Path | None = None) -> ReplaySettings:
         params_file=chosen, providers=tuple(get("providers", list)), trt_fp16=get("trt_fp16", bool),
         trt_cache_dir=get("trt_cache_dir", str), max_gap_s=get("max_gap_s", float),
         intra_op_threads=get("intra_op_threads", int),
+        intra_op_spinning=get("intra_op_spinning", bool),
         optical_frame_id=str(frame_ids[0]) if frame_ids else "",
         base_frame_id=get("base_frame_id", str), odom_frame_id=get("odom_frame_id", str),
         camera_to_base_xyz=numbers("camera_to_base_xyz"),

@@ -139,7 +139,8 @@ class PerceptionNode(LifecycleNode):
         return EngineConfig(model_path=s.model_path, providers=tuple(s.providers), trt_fp16=s.trt_fp16,
                             trt_cache_dir=s.trt_cache_dir, max_gap_s=s.max_gap_s,
                             warmup_runs=s.warmup_runs, warmup_batch=len(s.cameras),
-                            intra_op_threads=s.intra_op_threads)
+                            intra_op_threads=s.intra_op_threads,
+                            intra_op_spinning=s.intra_op_spinning)
 
     def _stop_processing(self) -> None:
         for sub in self._camera_subscriptions:

@@ -111,6 +111,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               range=(0, 100), unconfigured=True),
     ParamSpec("intra_op_threads", 0, int, "ONNX Runtime CPU threads, 0 = its default",
               range=(0, 256), unconfigured=True),
+    ParamSpec("intra_op_spinning", False, bool,
+              "let ONNX Runtime's CPU threads spin-wait for work between operators: faster only "
+              "when the node has its cores to itself; with other processes on them inference took "
+              "1.3 to 2 times as long (benchmarks/bench_profile_heads.py)", unconfigured=True),
     ParamSpec("autostart", True, bool, "configure and activate at start-up"),
     # Cameras.
     ParamSpec("cameras", ["front"], "str[]",
@@ -177,6 +181,7 @@ class NodeSettings:
     max_gap_s: float
     warmup_runs: int
     intra_op_threads: int
+    intra_op_spinning: bool
     autostart: bool
     cameras: tuple[str, ...]
     batch_window_s: float

@@ -53,6 +53,7 @@ class EngineConfig:
     max_gap_s: float = 0.5          # per-camera state reset when the gap to the previous frame exceeds this
     warmup_runs: int = 2
     intra_op_threads: int = 0       # 0 = onnxruntime default
+    intra_op_spinning: bool = False  # CPU threads spin-wait between operators (only for dedicated cores)
     device_id: int = 0              # GPU index for the CUDA / TensorRT providers
     state_on_device: bool | None = None  # None: on the device exactly when a GPU provider is active
     warmup_batch: int = 1           # cameras per warm-up call: TensorRT builds (and caches) an engine per batch size
@@ -128,7 +129,8 @@ class InferenceEngine:
         choice = select_providers(config.providers, ort.get_available_providers(),
                                   trt_fp16=config.trt_fp16, trt_cache_dir=config.trt_cache_dir,
                                   device_id=config.device_id)
-        self._session, failed = _create_session(self.model_path, choice, config.intra_op_threads)
+        self._session, failed = _create_session(self.model_path, choice, config.intra_op_threads,
+                                                config.intra_op_spinning)
         self.active_provider, self.provider_reason = explain_fallback(
             choice, self._session.get_providers(), failed)
         self.metadata: ModelMetadata
@@ -280,14 +282,17 @@ def non_finite_outputs(outputs: dict[str, np.ndarray], n: int) -> list[tuple[str
     return [tuple(names) for names in bad]
 
 
-def _create_session(path: Path, choice: ProviderChoice, intra_op_threads: int
+def _create_session(path: Path, choice: ProviderChoice, intra_op_threads: int, spinning: bool = False
                     ) -> tuple[ort.InferenceSession, list[tuple[str, str]]]:
     """A session on the first provider of ``choice`` that initialises; returns it and the
-    ``(provider, error)`` of those that failed. Raises :class:`ModelLoadError` when none does."""
+    ``(provider, error)`` of those that failed. Raises :class:`ModelLoadError` when none does.
+    ``spinning``: whether idle CPU threads spin-wait (off: they sleep and leave the cores to the
+    node's other threads and processes, which was faster on a shared CPU)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads > 0:
         options.intra_op_num_threads = int(intra_op_threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if choice.active == TENSORRT:
         cache = choice.providers[0][1]["trt_engine_cache_path"]
         try:
