@@ -52,8 +52,18 @@ class PredictorScores:
 
     def __init__(self) -> None:
         self.pixels = PixelScores(DEPTH_RANGE)
-        self.odometry = TrajectoryAccumulator()
+        self.trajectories: list[TrajectoryAccumulator] = []   # one per sequence
         self.steering = SteeringAccumulator()
+
+    def odometry(self) -> dict[str, float] | None:
+        """Trajectory metrics of every sequence with 3+ poses, averaged weighted by pose count
+        (each sequence is aligned on its own: stamps and odom frames differ between drives)."""
+        scored = [(acc.result(), len(acc.trajectories()[0])) for acc in self.trajectories
+                  if len(acc.trajectories()[0]) >= 3]
+        if not scored:
+            return None
+        total = sum(n for _, n in scored)
+        return {key: float(sum(r[key] * n for r, n in scored) / total) for key in scored[0][0]}
 
     def results(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """``{task group: metrics}`` for the tasks a model serves (the metrics.json groups)."""
@@ -63,8 +73,9 @@ class PredictorScores:
                   "motion": Task.MOTION, "scene_flow": Task.SCENE_FLOW}
         out = {name: pixels[name] for name, task in groups.items()
                if task in has and pixels[name] is not None}
-        if Task.POSE in has and len(self.odometry.trajectories()[0]) >= 3:
-            out["odometry"] = self.odometry.result()
+        odometry = self.odometry() if Task.POSE in has else None
+        if odometry is not None:
+            out["odometry"] = odometry
         if Task.STEERING in has and self.steering.count:
             out["steering"] = self.steering.result()
         return out
@@ -76,6 +87,8 @@ class SequenceScorer:
 
     def __init__(self, scores: PredictorScores) -> None:
         self.scores = scores
+        self.trajectory = TrajectoryAccumulator()
+        scores.trajectories.append(self.trajectory)
         self.T_odom_cam: np.ndarray | None = None
 
     def update(self, pred: FramePrediction, gt: Sample) -> None:
@@ -93,7 +106,7 @@ class SequenceScorer:
             self.T_odom_cam = T_gt.copy()
         else:
             self.T_odom_cam = self.T_odom_cam @ pred.T_cam_prev_cam_cur
-        self.scores.odometry.update(float(gt.stamps_s[gt.center]), self.T_odom_cam, T_gt)
+        self.trajectory.update(float(gt.stamps_s[gt.center]), self.T_odom_cam, T_gt)
 
 
 def model_predictions(model: UnifiedModel, frames: Sequence[Sample],
