@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unified_perception.contract import NUM_CLASSES, PANOPTIC_LABEL_DIVISOR, Task
+from unified_perception.contract import THING_CLASS_IDS, NUM_CLASSES, PANOPTIC_LABEL_DIVISOR, Task
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, FrameResult, InferenceEngine
 from unified_perception.runtime.model_files import SHIPPED_MODEL
 
@@ -71,7 +71,13 @@ def test_outputs_have_the_contract_shapes_and_units(engine: InferenceEngine, pai
     assert 1 / 3 < ratio < 3, f"depth is not in metres: median prediction / ground truth {ratio:.2f}"
     assert r.semantic.shape == (h, w) and r.semantic.max() < NUM_CLASSES
     assert r.instances.shape == r.panoptic.shape == (h, w)
-    assert np.array_equal(r.panoptic // PANOPTIC_LABEL_DIVISOR, r.semantic)
+    panoptic_class = r.panoptic // PANOPTIC_LABEL_DIVISOR
+    stuff = r.instances == 0
+    assert np.array_equal(panoptic_class[stuff], r.semantic[stuff])
+    # An instance takes the majority thing class of its pixels (Panoptic-DeepLab), one per instance.
+    for instance in np.unique(r.instances[~stuff]):
+        classes = np.unique(panoptic_class[r.instances == instance])
+        assert len(classes) == 1 and int(classes[0]) in THING_CLASS_IDS
     assert np.array_equal(r.panoptic % PANOPTIC_LABEL_DIVISOR, r.instances)
     assert r.motion_prob.shape == (h, w) and 0.0 <= r.motion_prob.min() <= r.motion_prob.max() <= 1.0
     assert r.scene_flow_m.shape == (h, w, 3)
