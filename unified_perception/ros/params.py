@@ -112,9 +112,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("intra_op_threads", 0, int, "ONNX Runtime CPU threads, 0 = its default",
               range=(0, 256), unconfigured=True),
     ParamSpec("intra_op_spinning", False, bool,
-              "let ONNX Runtime's CPU threads spin-wait for work between operators: faster only "
-              "when the node has its cores to itself; with other processes on them inference took "
-              "1.3 to 2 times as long (benchmarks/bench_profile_heads.py)", unconfigured=True),
+              "let ONNX Runtime's CPU threads spin-wait for work between operators: 1-10 % faster "
+              "when the node has its cores to itself, but with other processes on them inference "
+              "took 1.4 to 1.9 times as long (benchmarks/bench_profile_heads.py)", unconfigured=True),
     ParamSpec("autostart", True, bool, "configure and activate at start-up"),
     # Cameras.
     ParamSpec("cameras", ["front"], "str[]",
