@@ -62,6 +62,7 @@ class Car:
 
     def __init__(self, node, tester) -> None:
         self.node, self.tester = node, tester
+        self.status_name = f"{node.get_namespace().strip('/')}/{node.get_name()}: inference"
         self.recorder = Recorder(tester, TOPICS.items())
         self.feed = CameraFeed(tester, "front")
         self.feed.wait_connected()
@@ -92,8 +93,12 @@ class Car:
 
     def wait_status(self, predicate, what: str, timeout_s: float = 10.0) -> DiagnosticStatus:
         def matching() -> DiagnosticStatus | None:
-            status = self.status()
-            return status if predicate(status) else None
+            # Other nodes of this module publish on /diagnostics too: look at the newest few
+            # messages, not only the last one, so another node's status cannot hide ours.
+            self.recorder.wait_for("/diagnostics")
+            recent = [m.status[0] for m in self.recorder.messages("/diagnostics")[-6:]]
+            ours = [s for s in recent if s.name == self.status_name]
+            return next((s for s in reversed(ours) if predicate(s)), None)
         return wait_until(matching, timeout_s, what)
 
 
