@@ -21,7 +21,7 @@ from unified_perception.train.checkpoint import ModelConfig
 from unified_perception.train.data_mix import MixConfig, MixedDataset, parse_mix_config
 from unified_perception.train.loader import build_loader
 from unified_perception.train.recipe import Recipe
-from unified_perception.train.synthetic_bags import render_synthetic_bags
+from unified_perception.train.synthetic_bags import render_synthetic_bags, synthetic_bag_name
 
 
 @dataclass
@@ -33,10 +33,6 @@ class TrainingData:
     val_datasets: list[SequenceDataset]
     workers: int
     augment: bool
-
-    @property
-    def train_datasets(self) -> list[SequenceDataset]:
-        return [part.reader for part in self.dataset.parts]
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -61,7 +57,6 @@ def synthetic_bags(recipe: Recipe, render: bool = True) -> tuple[list[Path], lis
         train = render_synthetic_bags(syn.root, syn.train_seeds, syn.frames, size, progress=True)
         val = render_synthetic_bags(syn.root, syn.val_seeds, syn.frames, size, progress=True)
         return train, val
-    from unified_perception.train.synthetic_bags import synthetic_bag_name
     names = lambda seeds: [syn.root / synthetic_bag_name(s, syn.frames, size) for s in seeds]  # noqa: E731
     return names(syn.train_seeds), names(syn.val_seeds)
 

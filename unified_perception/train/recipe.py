@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from unified_perception.train.checkpoint import ModelConfig
-from unified_perception.train.schema import ConfigError, parse_dataclass
+from unified_perception.train.schema import ConfigError, parse_dataclass, plain_data
 
 RECIPE_KINDS = ("perception", "steering", "chain")
 
@@ -137,17 +137,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings), for checkpoints and the ONNX metadata."""
         from dataclasses import asdict
-        return _jsonable(asdict(self))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        return plain_data(asdict(self))
 
 
 def parse_recipe(values: dict[str, Any], source: Path | None = None) -> Recipe:
@@ -210,15 +200,6 @@ def _check_sections(recipe: Recipe) -> None:
     from unified_perception.train.losses import LossWeights
     parse_dataclass(LossWeights, recipe.losses, "losses")
     if recipe.kind == "steering":
+        from unified_perception.train.steering_recipe import steering_values
         from unified_perception.train.steering_stage import SteeringStageConfig
-        parse_dataclass(SteeringStageConfig, _steering_values(recipe), "steering")
-
-
-def _steering_values(recipe: Recipe) -> dict[str, Any]:
-    """The steering section, with the synthetic training bags as sequences where it names none
-    (as :func:`steering_recipe.steering_config` does when it runs)."""
-    values = dict(recipe.steering)
-    if not values.get("sequences") and recipe.data.synthetic is not None:
-        from unified_perception.train.data_plan import synthetic_bags
-        values["sequences"] = [str(p) for p in synthetic_bags(recipe, render=False)[0]]
-    return values
+        parse_dataclass(SteeringStageConfig, steering_values(recipe, render=False), "steering")

@@ -113,3 +113,15 @@ def _join(where: str, key: str) -> str:
 
 def _name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
+
+
+def plain_data(value: Any) -> Any:
+    """A config value (e.g. ``dataclasses.asdict`` output) made JSON-ready: mapping keys as
+    strings, tuples as lists, paths as strings; everything else as is."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

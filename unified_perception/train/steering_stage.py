@@ -40,6 +40,7 @@ from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, l
                                                  model_from_checkpoint, save_checkpoint)
 from unified_perception.train.heads.steering import AttentionPoolSteering, FrameLatent
 from unified_perception.train.model import UnifiedModel, head_options
+from unified_perception.train.schema import plain_data
 from unified_perception.train.steering_cache import FeatureCache, encoder_digest, pool_features, \
     read_sequence, SequenceFrames
 from unified_perception.train.steering_fit import (CachedFeatures, EncodedFeatures, FitSettings,
@@ -134,7 +135,7 @@ class SteeringStageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings)."""
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class SteeringStageResult:
         return next(m for m in self.modes if m.mode == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     def table(self) -> str:
         """Markdown: mode | encoder | test RMSE | test MAE | baseline RMSE | baseline MAE (deg)."""
@@ -201,15 +202,6 @@ class SteeringStageResult:
             lines.append(f"| {m.mode} | {m.encoder} | {m.rmse_deg} | {m.mae_deg} | "
                          f"{m.baseline_rmse_deg} | {m.baseline_mae_deg} |")
         return "\n".join(lines) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    """Dataclass-dict values made JSON-ready: paths to strings, tuples to lists."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
 
 
 @dataclass

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from unified_perception.train.checkpoint import load_checkpoint, model_from_checkpoint
-from unified_perception.train.model import UnifiedModel, UnifiedOutput
+from unified_perception.train.losses.distillation import merge_teacher_outputs
+from unified_perception.train.model import UnifiedModel
 from unified_perception.train.multi_backbone_teacher import MultiBackboneTeacher
 from unified_perception.train.window_forward import WindowOutput, window_forward
 
@@ -37,20 +38,8 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, offsets: tuple[int, ...]) -> WindowOutput:
-        merged: dict[str, torch.Tensor] = {}
-        T_src = latents = latent = None
-        for member in self.teacher.members.values():
-            out = window_forward(member, images, offsets)
-            for name, value in out.current._asdict().items():
-                if value is not None and name not in merged and name != "latent":
-                    merged[name] = value
-            if T_src is None and out.T_cam_src_cam_cur is not None:
-                T_src = out.T_cam_src_cam_cur
-            latent = out.current.latent if latent is None else latent
-            if latents is None or out.latents.shape[1] > latents.shape[1]:
-                latents = out.latents
-        return WindowOutput(UnifiedOutput(latent=latent, **merged), T_src, latents)
-
+        return merge_teacher_outputs({name: window_forward(member, images, offsets)
+                                      for name, member in self.teacher.members.items()})
 
 def load_teacher(paths: Mapping[str, str | Path]) -> FrozenTeacher:
     """``{member name: checkpoint path}`` -> the frozen multi-backbone teacher."""

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from unified_perception.contract import Task
 from unified_perception.train.batch import Batch
 from unified_perception.train.checkpoint import (BEST, LATEST, ModelConfig, check_architecture,
                                                  load_checkpoint, load_model_weights,
@@ -38,6 +37,11 @@ from unified_perception.train.multi_backbone_teacher import TEACHER_GROUPS
 from unified_perception.train.optim import build_optimizer, build_scheduler
 from unified_perception.train.recipe import Recipe
 from unified_perception.train.window_forward import WindowOutput, window_forward
+
+
+SCORED_TASKS = ("depth", "semantic", "panoptic", "motion", "scene_flow", "odometry")
+"""Task groups whose validation error ratios pick best.pt. Steering is left out: perception
+recipes do not train its head (the steering stage does, on the frozen encoder)."""
 
 
 class TrainingError(RuntimeError):
@@ -124,7 +128,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, recipe.optim)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype() == torch.float16)
         self.step, self.best = 0, math.inf
-        self.datasets, self.loader = self._build_data()
+        self.loader = self._build_data()
         self.validator = self._build_validator() if self.ctx.is_main else None
         self.writer = self._build_writer() if self.ctx.is_main else None
         self.intrinsics: list[float] | None = None
@@ -188,7 +192,7 @@ class Trainer:
                                 f"the student's {list(self.model_config.tasks)}; remove it or give "
                                 "a teacher of the student's tasks")
 
-    def _build_data(self) -> tuple[list, Any]:
+    def _build_data(self) -> Any:
         from unified_perception.train.data_plan import render_recipe_bags, training_data
         if self.ctx.is_main:
             render_recipe_bags(self.recipe)
@@ -199,7 +203,7 @@ class Trainer:
                              pin_memory=self.ctx.device.type == "cuda")
         self.data_summary = data.summary
         self.val_datasets = data.val_datasets
-        return data.train_datasets, loader
+        return loader
 
     def _build_validator(self):
         if not self.val_datasets:
@@ -319,9 +323,7 @@ class Trainer:
         """Rank 0 scores the model on the held-out sequences; saves best.pt on improvement."""
         result = None
         if self.ctx.is_main and self.validator is not None:
-            score_tasks = [t for t in ("depth", "semantic", "panoptic", "motion", "scene_flow",
-                                       "odometry") if t != "steering"]
-            res = self.validator.run(self.model, self.ctx.device, score_tasks)
+            res = self.validator.run(self.model, self.ctx.device, SCORED_TASKS)
             result = {"step": self.step, "score": res.score, "model": res.model,
                       "baseline": res.baseline, "relative": res.relative}
             self._write_scalars(res.flat_scalars())
@@ -439,6 +441,3 @@ class Trainer:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-
-def task_names(model: UnifiedModel) -> list[str]:
-    return [t.value for t in model.tasks if isinstance(t, Task)]

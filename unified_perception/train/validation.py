@@ -20,7 +20,8 @@ from unified_perception.contract import Task
 from unified_perception.data.base import SequenceDataset
 from unified_perception.data.sample import POSE_FRAME_CAMERA, Sample
 from unified_perception.eval.bag_frames import FrameMaps
-from unified_perception.eval.baselines import GroundTruthPriors, PriorsAccumulator, baseline_maps
+from unified_perception.eval.baselines import GroundTruthPriors, baseline_maps
+from unified_perception.eval.baselines import ground_truth_priors as report_priors
 from unified_perception.eval.metrics import SteeringAccumulator, TrajectoryAccumulator
 from unified_perception.eval.scoring import DepthRange, PixelScores
 from unified_perception.train.model import UnifiedModel
@@ -153,17 +154,12 @@ def baseline_prediction(sample: Sample, priors: GroundTruthPriors, first: bool) 
 
 def ground_truth_priors(sequences: Sequence[Sequence[Sample]]) -> GroundTruthPriors:
     """Mean depth, most frequent class and mean steering of the validation ground truth."""
-    acc = PriorsAccumulator(DEPTH_RANGE.min_m, DEPTH_RANGE.max_m)
-    steering = []
-    for frames in sequences:
-        for s in frames:
-            if s.depth_m is not None:
-                acc.add_depth(s.depth_m)
-            if s.semantic is not None:
-                acc.add_semantic(s.semantic)
-            if s.steering_rad is not None:
-                steering.append(float(s.steering_rad[s.center]))
-    return acc.result(np.asarray(steering) if steering else None)
+    frames = [s for seq in sequences for s in seq]
+    images = ((key, array) for s in frames
+              for key, array in (("depth", s.depth_m), ("semantic", s.semantic)) if array is not None)
+    steering = [float(s.steering_rad[s.center]) for s in frames if s.steering_rad is not None]
+    return report_priors(images, np.asarray(steering) if steering else None,
+                         DEPTH_RANGE.min_m, DEPTH_RANGE.max_m)
 
 
 def load_frames(dataset: SequenceDataset, max_frames: int = 0) -> list[Sample]:
