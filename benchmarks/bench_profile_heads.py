@@ -39,7 +39,7 @@ from unified_perception.image_size import parse_size
 
 HEAD_OF_PART: dict[str, str] = {
     "normalize": "encoder", "encoder": "encoder", "depth": "depth", "panoptic": "panoptic",
-    "grouping": "panoptic", "pose": "pose", "motion_mask": "motion", "motion_flow": "motion",
+    "grouping": "panoptic", "pose": "pose", "motion": "motion",
     "latent": "steering", "steering": "steering",
 }
 HEADS = ("encoder", "depth", "panoptic", "pose", "motion", "steering", "other")

@@ -111,10 +111,15 @@ def test_model_runs_encoder_once_and_flags_the_first_frame() -> None:
     assert state.latent_mask.tolist() == [[0.0] * 15 + [1.0]] * 2
 
 
-def test_training_mode_gives_four_disparity_scales() -> None:
-    model = build_unified_model("resnet18", 64, 96, tasks=[Task.DEPTH], seed=0, preset="light")
+@pytest.mark.parametrize("preset, coarser", [
+    ("paper", [(32, 48), (16, 24), (8, 12)]),      # predicted at strides 1, 2, 4, 8
+    ("light", [(8, 12), (4, 6), (2, 3)])])         # predicted at strides 4, 8, 16, 32
+def test_training_mode_gives_four_disparity_scales(preset: str, coarser: list) -> None:
+    """The finest disparity is at the input size (upsampled in the graph where the decoder
+    predicts at a coarser stride); the other three at the decoder's next coarser strides."""
+    model = build_unified_model("resnet18", 64, 96, tasks=[Task.DEPTH], seed=0, preset=preset)
     out, _ = model(torch.rand(1, 3, 64, 96))
-    assert [tuple(d.shape[2:]) for d in out.disparities] == [(64, 96), (32, 48), (16, 24), (8, 12)]
+    assert [tuple(d.shape[2:]) for d in out.disparities] == [(64, 96)] + coarser
     assert all(((d >= 0.01 - 1e-6) & (d <= 1 + 1e-6)).all() for d in out.disparities)
 
 

@@ -17,7 +17,7 @@ H, W = 32, 64
 SELF_SUPERVISED = {"photometric", "disparity_smoothness"}
 MOTION = {"flow_smoothness", "flow_consistency", "motion_sparsity", "mask_smoothness"}
 SUPERVISED = {"semantic", "center_heatmap", "center_offset", "depth", "pose_translation",
-              "pose_rotation", "scene_flow", "motion_mask"}
+              "pose_rotation", "scene_flow", "moving_flow", "motion_mask"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_every_named_term_is_computed_finite_and_reaches_the_heads(model) -> Non
         pytest.approx(200.0)
     assert terms.automask is not None and terms.automask.shape == (2, 1, H, W)
     terms.total.backward()
-    for head in ("depth", "panoptic", "pose", "motion_mask", "motion_flow", "encoder"):
+    for head in ("depth", "panoptic", "pose", "motion", "encoder"):
         grads = [p.grad for p in getattr(model, head).parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), head
 

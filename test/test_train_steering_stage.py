@@ -102,7 +102,8 @@ def test_finetune_mode_changes_the_encoder_of_its_copy_only(stage, checkpoint: P
     images = torch.from_numpy(np.concatenate([s.images for s in sequences]))
     encoder = copy.deepcopy(model.encoder)
     module = WindowSteering(copy.deepcopy(model.latent), copy.deepcopy(model.steering.__class__(
-        model.latent_dim, 4, 4, 64)), EncodedFeatures(model.normalize, encoder, images))
+        model.latent_dim, 4, 4, 64)), EncodedFeatures(model.normalize, encoder, images,
+                                           model.latent.columns))
     fit(module, build_windows([s.steering_rad for s in sequences], window=4, used_slots=2),
         FitSettings(steps=2, batch_size=2, lr=1e-3, weight_decay=0.01, seed=0, encoder_lr=1e-3),
         CPU, progress=False)
@@ -118,7 +119,8 @@ def test_frozen_training_loss_falls_over_the_steps(stage, checkpoint: Path,
         assert fold.loss_end_deg2 < 0.5 * fold.loss_start_deg2
     model, sequences, windows = _frozen_parts(checkpoint, bags)
     pooled = torch.from_numpy(np.concatenate(
-        [pool_features(model.normalize, model.encoder, s.images, CPU) for s in sequences]))
+        [pool_features(model.normalize, model.encoder, s.images, CPU, model.latent.columns)
+         for s in sequences]))
     module = WindowSteering(model.latent, model.steering.__class__(model.latent_dim, 4, 4, 64),
                             CachedFeatures(pooled))
     standardize_projection(module, windows)
@@ -129,7 +131,7 @@ def test_frozen_training_loss_falls_over_the_steps(stage, checkpoint: Path,
 
     before = train_mse()
     assert before == pytest.approx(np.var(np.degrees(windows.target_rad)), rel=1e-4)  # the mean
-    fit(module, windows, FitSettings(30, 16, 1e-3, 0.01, seed=0), CPU, progress=False)
+    fit(module, windows, FitSettings(30, 16, 3e-4, 0.01, seed=0), CPU, progress=False)
     assert train_mse() < 0.5 * before
 
 

@@ -31,7 +31,7 @@ from unified_perception.contract import (ALL_TASKS, DEFAULT_DEPTH_RANGE_M, DEFAU
                                          NUM_CLASSES, TWO_FRAME_TASKS, Task)
 from unified_perception.train.backbones import Backbone, build_backbone
 from unified_perception.train.heads.depth import DepthDecoder
-from unified_perception.train.heads.motion import MotionDecoder
+from unified_perception.train.heads.motion import MotionHead
 from unified_perception.train.heads.panoptic import PanopticHead
 from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
 from unified_perception.train.heads.pose import MultiScalePoseDecoder
@@ -45,23 +45,31 @@ SEGMENTATION_TASKS = frozenset({Task.SEMANTIC, Task.INSTANCE, Task.PANOPTIC})
 @dataclass(frozen=True)
 class HeadOptions:
     """Widths and settings of every head. ``paper`` follows the paper's release; ``light`` is a car
-    version (about a tenth of the head compute)."""
+    version: narrower heads that predict depth and motion at stride 4 and upsample inside the graph
+    (as Panoptic-DeepLab does for segmentation), one motion decoder for mask and flow, and one
+    panoptic decoder for the semantic and instance predictions.
+    ``latent_columns``: vertical strips of the frame latent's pooling (see ``FrameLatent``)."""
 
     depth_width: int = 256
     depth_fine_widths: tuple[int, int] = (64, 32)
+    depth_output_stride: int = 1
     depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M
     semantic_width: int = 256
     instance_width: int = 128
     semantic_skips: tuple[int, int, int] = (128, 64, 32)
     instance_skips: tuple[int, int, int] = (64, 32, 16)
     instance_head_width: int = 32
+    panoptic_shared_decoder: bool = False
     center_top_k: int = 64
     center_threshold: float = 0.1
     center_nms_kernel: int = 3
     pose_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     pose_head_width: int = 256
     motion_widths: tuple[int, ...] = (256, 128, 64, 32, 16, 16)
+    motion_output_stride: int = 1
+    motion_shared: bool = False
     latent_dim: int = 256
+    latent_columns: int = 4
     steering_window: int = DEFAULT_STEERING_WINDOW
     steering_heads: int = 4
     steering_hidden: int = 128
@@ -73,7 +81,9 @@ PRESETS: dict[str, HeadOptions] = {
         depth_width=64, depth_fine_widths=(32, 16), semantic_width=96, instance_width=48,
         semantic_skips=(48, 32, 16), instance_skips=(32, 16, 8), instance_head_width=16,
         center_top_k=32, pose_widths=(16, 32, 64, 128), pose_head_width=64,
-        motion_widths=(64, 32, 16, 16, 8, 8), latent_dim=128, steering_hidden=64),
+        motion_widths=(64, 32, 16, 16, 8, 8), latent_dim=128, steering_hidden=64,
+        depth_output_stride=4, motion_output_stride=4, motion_shared=True,
+        panoptic_shared_decoder=True),
 }
 
 
@@ -129,13 +139,15 @@ class UnifiedModel(nn.Module):
         ch = tuple(backbone.channels)
         self.normalize = ImageNormalization()
         self.encoder = backbone
-        self.latent = FrameLatent(ch, options.latent_dim)
+        self.latent = FrameLatent(ch, options.latent_dim, options.latent_columns)
         has = set(self.tasks)
         self.depth = (DepthDecoder(ch, options.depth_width, options.depth_fine_widths,
-                                   options.depth_range_m) if Task.DEPTH in has else None)
+                                   options.depth_range_m, options.depth_output_stride)
+                      if Task.DEPTH in has else None)
         self.panoptic = (PanopticHead(ch, NUM_CLASSES, options.semantic_width,
                                       options.instance_width, options.semantic_skips,
-                                      options.instance_skips, options.instance_head_width)
+                                      options.instance_skips, options.instance_head_width,
+                                      options.panoptic_shared_decoder)
                          if has & SEGMENTATION_TASKS else None)
         self.grouping = (PanopticGrouping((input_height, input_width),
                                           top_k=options.center_top_k,
@@ -145,11 +157,9 @@ class UnifiedModel(nn.Module):
         self.two_frame = bool(has & TWO_FRAME_TASKS)
         self.pose = (MultiScalePoseDecoder(ch, options.pose_widths, options.pose_head_width)
                      if self.two_frame else None)
-        needs_mask = bool(has & {Task.MOTION, Task.SCENE_FLOW})
-        self.motion_mask = (MotionDecoder(ch, 1, options.motion_widths, sigmoid=True)
-                            if needs_mask else None)
-        self.motion_flow = (MotionDecoder(ch, 3, options.motion_widths)
-                            if Task.SCENE_FLOW in has else None)
+        self.motion = (MotionHead(ch, Task.SCENE_FLOW in has, options.motion_widths,
+                                  options.motion_output_stride, options.motion_shared)
+                       if has & {Task.MOTION, Task.SCENE_FLOW} else None)
         self.steering = (AttentionPoolSteering(options.latent_dim, options.steering_window,
                                                options.steering_heads, options.steering_hidden)
                          if Task.STEERING in has else None)
@@ -173,7 +183,7 @@ class UnifiedModel(nn.Module):
                                    for c, s in zip(self.encoder.channels, self.encoder.strides))
             state.strides = tuple(self.encoder.strides)
             state.valid = z()
-        if self.motion_mask is not None:
+        if self.motion is not None and self.motion.uses_images:
             state.prev_image = z(3, h, w)
         if self.steering is not None:
             state.latent_window = z(self.options.steering_window, self.options.latent_dim)
@@ -208,7 +218,7 @@ class UnifiedModel(nn.Module):
             new_state.features, new_state.strides = tuple(feats), tuple(self.encoder.strides)
             # Ones of the batch size, from an existing [N] tensor (no Shape op in the export).
             new_state.valid = torch.where(state.valid > 0.5, 1.0, 1.0)
-            if self.motion_mask is not None:
+            if self.motion is not None and self.motion.uses_images:
                 new_state.prev_image = x
         if self.steering is not None:
             window = torch.cat([state.latent_window[:, 1:], out["latent"][:, None]], dim=1)
@@ -228,11 +238,9 @@ class UnifiedModel(nn.Module):
         T = pose.T_cam_prev_cam_cur
         motion_prob = flow = scene_flow = None
         size = (self.input_height, self.input_width)
-        if self.motion_mask is not None:
-            motion_prob = self.motion_mask(prev, feats, state.prev_image, x, pose.pose_vector, size)
-        if self.motion_flow is not None:
-            flow = self.motion_flow(prev, feats, state.prev_image, x, pose.pose_vector, size)
-            scene_flow = flow * motion_prob
+        if self.motion is not None:
+            motion_prob, flow = self.motion(prev, feats, state.prev_image, x, pose.pose_vector, size)
+            scene_flow = None if flow is None else flow * motion_prob
         if not self.training:  # blank rows without a previous frame (constants broadcast)
             row = valid[:, None, None, None]
             eye = torch.eye(4, dtype=T.dtype, device=T.device)

@@ -94,8 +94,9 @@ def bag_digest(path: Path) -> str:
 
 @torch.no_grad()
 def pool_features(normalize: ImageNormalization, encoder: nn.Module, images: np.ndarray,
-                  device: torch.device, batch_size: int = 16) -> np.ndarray:
-    """``[F, H, W, 3]`` uint8 -> ``[F, C]`` float32 pooled features, the encoder in eval mode (its
+                  device: torch.device, columns: int = 1, batch_size: int = 16) -> np.ndarray:
+    """``[F, H, W, 3]`` uint8 -> ``[F, C]`` float32 pooled features (:meth:`FrameLatent.pool` over
+    ``columns`` strips), the encoder in eval mode (its
     batch-norm statistics untouched). The caller's train/eval mode is restored afterwards."""
     was_training = encoder.training
     encoder.eval()
@@ -103,7 +104,7 @@ def pool_features(normalize: ImageNormalization, encoder: nn.Module, images: np.
         chunks = []
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(images[start:start + batch_size]).to(device)
-            chunks.append(FrameLatent.pool(encoder(normalize(x))).float().cpu())
+            chunks.append(FrameLatent.pool(encoder(normalize(x)), columns).float().cpu())
         return torch.cat(chunks).numpy()
     finally:
         encoder.train(was_training)

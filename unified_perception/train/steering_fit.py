@@ -44,10 +44,11 @@ class EncodedFeatures(nn.Module):
     per batch). Batch-norm statistics stay frozen (the encoder is kept in eval mode; its weights
     still train): batches of a few near-identical window frames would give poor statistics."""
 
-    def __init__(self, normalize: ImageNormalization, encoder: nn.Module, images: Tensor) -> None:
+    def __init__(self, normalize: ImageNormalization, encoder: nn.Module, images: Tensor,
+                 columns: int = 1) -> None:
         super().__init__()
         self.normalize, self.encoder = normalize, encoder
-        self.images = images
+        self.images, self.columns = images, columns
 
     def train(self, mode: bool = True) -> "EncodedFeatures":
         super().train(mode)
@@ -58,7 +59,7 @@ class EncodedFeatures(nn.Module):
         """``[K]`` int64 global frame indices -> ``[K, C]`` pooled features."""
         device = self.normalize.mean.device
         x = self.images[frames.cpu()].to(device)
-        return FrameLatent.pool(self.encoder(self.normalize(x)))
+        return FrameLatent.pool(self.encoder(self.normalize(x)), self.columns)
 
 
 class WindowSteering(nn.Module):

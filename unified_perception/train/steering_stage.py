@@ -81,7 +81,7 @@ class SteeringStageConfig:
     folds: int = 10
     steps: int = 2000
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-4
     weight_decay: float = 0.01
     window: int | None = None
     stride: int = 1
@@ -262,11 +262,11 @@ class _Stage:
             images = torch.from_numpy(np.concatenate([s.images for s in sequences]))
             windows = build_windows([s.steering_rad for s in sequences], self.window,
                                     self.config.stride, self.config.finetune_window)
-            return _ModeData(lambda encoder: EncodedFeatures(model.normalize, encoder, images),
-                             windows)
-        key = encoder_digest(model.encoder)
+            return _ModeData(lambda encoder: EncodedFeatures(model.normalize, encoder, images,
+                                                             model.latent.columns), windows)
+        key = f"{encoder_digest(model.encoder)}:columns{model.latent.columns}"
         encode = functools.partial(pool_features, model.normalize, model.encoder,
-                                   device=self.device)
+                                   device=self.device, columns=model.latent.columns)
         cached = [self.cache.features(p, self.size, key, self.frames, encode)
                   for p in self.config.sequences]
         pooled = torch.from_numpy(np.concatenate([c.pooled for c in cached])).to(self.device)

@@ -94,10 +94,9 @@ def _motion_pair(model: UnifiedModel, pose: PoseOutput, prev: list[Tensor], cur:
                                      "T_cam_prev_cam_cur": pose.T_cam_prev_cam_cur,
                                      "pair_valid": torch.ones(cur_x.shape[0], dtype=torch.bool,
                                                               device=cur_x.device)}
-    if model.motion_mask is not None:
-        prob = model.motion_mask(prev, cur, prev_x, cur_x, pose.pose_vector, size)
+    if model.motion is not None:
+        prob, flow = model.motion(prev, cur, prev_x, cur_x, pose.pose_vector, size)
         out["motion_prob"] = prob
-        if model.motion_flow is not None:
-            flow = model.motion_flow(prev, cur, prev_x, cur_x, pose.pose_vector, size)
+        if flow is not None:
             out.update(independent_flow_m=flow, scene_flow_m=flow * prob)
     return out

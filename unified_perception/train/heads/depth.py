@@ -2,7 +2,12 @@
 
 Following the paper's release: each stride's features are projected to ``width`` channels; the
 coarse map is upsampled and fused with the next finer skip after an additive attention gate
-(Oktay et al., 2018) has weighted the skip; disparity is predicted at H/8, H/4, H/2 and H. Each
+(Oktay et al., 2018) has weighted the skip; disparity is predicted at four strides, finest first. With ``output_stride`` 1 (the release) those
+are H, H/2, H/4, H/8; with ``output_stride`` 2 or 4 (the car's choice: the fine levels are
+full-resolution convolutions of few channels, memory-bound on a CPU, while depth varies smoothly
+inside objects) the decoder stops at that stride, predicts there and at the three next coarser
+strides, and the finest prediction is upsampled bilinearly to the input size inside the graph, so
+``disparities[0]`` and ``depth_m`` are always at the input size. Each
 disparity head predicts a 32-bin distribution (softmax) over ``linspace(0.01, 1)`` and returns its
 expectation, so disparity lies in [0.01, 1]. Depth maps that range GEOMETRICALLY (linearly in log
 depth) onto [min_depth, max_depth]: disp 0.01 -> max_depth, disp 1 -> min_depth.
@@ -28,6 +33,7 @@ from unified_perception.train.heads.layers import conv_elu, upsample_by
 
 DISP_BINS = 32
 DISP_RANGE = (0.01, 1.0)
+OUTPUT_STRIDES = (1, 2, 4)
 
 
 def disparity_to_depth(disp: Tensor, min_depth_m: float, max_depth_m: float) -> Tensor:
@@ -75,7 +81,8 @@ class SoftBinDisparity(nn.Module):
 
 
 class DepthOutput(NamedTuple):
-    """Disparities finest first: H, H/2, H/4, H/8 ``[N, 1, h, w]`` (only H in inference) and depth."""
+    """Disparities finest first ``[N, 1, h, w]``, the first at the input size (the only one in
+    inference), the others at the decoder's three next coarser strides; and depth."""
 
     disparities: tuple[Tensor, ...]
     depth_m: Tensor                 # [N, 1, H, W] float32, m
@@ -86,35 +93,41 @@ class DepthDecoder(nn.Module):
 
     def __init__(self, in_channels: tuple[int, ...], width: int = 256,
                  fine_widths: tuple[int, int] = (64, 32),
-                 depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M) -> None:
+                 depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M,
+                 output_stride: int = 1) -> None:
         super().__init__()
-        self.depth_range_m = depth_range_m
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"depth output stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+        self.depth_range_m, self.output_stride = depth_range_m, output_stride
         self.project = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
         self.gates = nn.ModuleList(AttentionGate(width, max(width // 4, 8)) for _ in in_channels[:-1])
         self.fuse = nn.ModuleList(nn.Sequential(conv_elu(2 * width, width), conv_elu(width, width))
                                   for _ in in_channels[:-1])
         w2, w1 = fine_widths
-        self.up2 = conv_elu(width, w2)
-        self.up1 = conv_elu(w2, w1)
-        self.disp8, self.disp4 = SoftBinDisparity(width), SoftBinDisparity(width)
-        self.disp2, self.disp1 = SoftBinDisparity(w2), SoftBinDisparity(w1)
+        # Fine levels only down to the output stride; one soft-bin predictor per predicted stride.
+        self.up2 = conv_elu(width, w2) if output_stride <= 2 else None
+        self.up1 = conv_elu(w2, w1) if output_stride == 1 else None
+        widths = {1: w1, 2: w2, 4: width, 8: width, 16: width, 32: width}
+        self.strides = tuple(output_stride * 2 ** i for i in range(4))      # finest first
+        self.predict = nn.ModuleList(SoftBinDisparity(widths[s]) for s in self.strides)
 
     def forward(self, features: list[Tensor], all_scales: bool = True) -> DepthOutput:
         """``features`` at strides (4, 8, 16, 32) -> disparities and depth at the input size
-        (stride 1). Every upsampling is a factor of 2 (a constant, for a static export)."""
+        (stride 1). Every upsampling is a constant factor (static export)."""
         proj = [p(f) for p, f in zip(self.project, features)]
         x = proj[-1]
-        fused: list[Tensor] = []
+        by_stride = {32: x}
         for level in (2, 1, 0):                      # strides 16, 8, 4
             skip = proj[level]
             up = upsample_by(x, 2)
             x = self.fuse[level](torch.cat([up, self.gates[level](up, skip)], dim=1))
-            fused.append(x)
-        x2 = self.up2(upsample_by(fused[-1], 2))                 # stride 2
-        x1 = self.up1(upsample_by(x2, 2))                        # stride 1
-        disp1 = self.disp1(x1)
-        if all_scales:
-            disparities = (disp1, self.disp2(x2), self.disp4(fused[2]), self.disp8(fused[1]))
-        else:
-            disparities = (disp1,)
-        return DepthOutput(disparities, disparity_to_depth(disp1, *self.depth_range_m))
+            by_stride[4 * 2 ** level] = x
+        if self.up2 is not None:
+            by_stride[2] = self.up2(upsample_by(by_stride[4], 2))
+        if self.up1 is not None:
+            by_stride[1] = self.up1(upsample_by(by_stride[2], 2))
+        used = self.predict if all_scales else self.predict[:1]
+        disparities = [head(by_stride[s]) for head, s in zip(used, self.strides)]
+        if self.output_stride > 1:
+            disparities[0] = upsample_by(disparities[0], self.output_stride)
+        return DepthOutput(tuple(disparities), disparity_to_depth(disparities[0], *self.depth_range_m))

@@ -84,19 +84,23 @@ class PanopticHeadOutput(NamedTuple):
 
 
 class PanopticHead(nn.Module):
-    """Semantic decoder + instance decoder -> semantic logits, center heatmap, center offsets."""
+    """Semantic decoder + instance decoder -> semantic logits, center heatmap, center offsets.
+    ``shared_decoder``: one decoder (the semantic one) feeds all three prediction heads (the car's
+    choice: the decoders are a third of the head's time)."""
 
     def __init__(self, in_channels: tuple[int, ...], num_classes: int = NUM_CLASSES,
                  semantic_width: int = 256, instance_width: int = 128,
                  semantic_skips: tuple[int, int, int] = (128, 64, 32),
                  instance_skips: tuple[int, int, int] = (64, 32, 16),
-                 instance_head_width: int = 32) -> None:
+                 instance_head_width: int = 32, shared_decoder: bool = False) -> None:
         super().__init__()
         self.semantic_decoder = PanopticDecoder(in_channels, semantic_width, semantic_skips)
-        self.instance_decoder = PanopticDecoder(in_channels, instance_width, instance_skips)
+        self.instance_decoder = (None if shared_decoder else
+                                 PanopticDecoder(in_channels, instance_width, instance_skips))
+        instance_in = semantic_width if shared_decoder else instance_width
         self.semantic_head = PredictionHead(semantic_width, semantic_width, num_classes)
-        self.center_head = PredictionHead(instance_width, instance_head_width, 1)
-        self.offset_head = PredictionHead(instance_width, instance_head_width, 2)
+        self.center_head = PredictionHead(instance_in, instance_head_width, 1)
+        self.offset_head = PredictionHead(instance_in, instance_head_width, 2)
 
     def init_output_layers(self, std: float = 1e-3) -> None:
         """Start the centre heatmap and offsets near zero (call after the generic head init): a
@@ -109,8 +113,9 @@ class PanopticHead(nn.Module):
     def forward(self, features: list[Tensor], image_size: tuple[int, int]) -> PanopticHeadOutput:
         """``features`` at strides 4..32 of an input of ``image_size`` (H, W), multiples of 32."""
         coarse = (image_size[0] // 32, image_size[1] // 32)
-        sem = self.semantic_head(self.semantic_decoder(features, coarse))
-        inst = self.instance_decoder(features, coarse)
+        shared = self.semantic_decoder(features, coarse)
+        sem = self.semantic_head(shared)
+        inst = shared if self.instance_decoder is None else self.instance_decoder(features, coarse)
         center_s4 = self.center_head(inst)
         return PanopticHeadOutput(
             semantic_logits=upsample_by(sem, PREDICTION_STRIDE),

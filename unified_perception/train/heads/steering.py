@@ -1,7 +1,7 @@
 """Frame latent and the steering head (attention pooling over a window of frame latents).
 
-Frame latent: each stride's encoder features are average-pooled over space, concatenated and
-projected (Linear + LayerNorm) to ``D``; it is the contract's ``latent`` output and what the
+Frame latent: each stride's encoder features are average-pooled over space (over a few vertical
+strips, to keep left from right), concatenated and projected (Linear + LayerNorm) to ``D``; it is the contract's ``latent`` output and what the
 steering head sees. The paper trains the steering head on the FROZEN encoder (training's concern).
 
 Steering head ("AttnPool"): the window ``[N, T, D]`` of the last T frame latents (oldest first,
@@ -12,8 +12,10 @@ pooled vector to the steering angle (rad, positive left).
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -21,20 +23,51 @@ from unified_perception.contract import DEFAULT_STEERING_WINDOW
 
 
 class FrameLatent(nn.Module):
-    """Features at strides 4..32 -> ``[N, D]`` frame latent."""
+    """Features at strides 4..32 -> ``[N, D]`` frame latent.
 
-    def __init__(self, in_channels: tuple[int, ...], dim: int = 256) -> None:
+    ``columns`` > 1 averages each map over its rows and over ``columns`` equal vertical strips
+    instead of the whole image: a global average is nearly the same for an image and its mirror
+    (the encoder's convolutions are translation-equivariant), so it cannot tell a left bend from a
+    right one, while strips keep where things are across the image.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], dim: int = 256, columns: int = 1) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(sum(in_channels), dim), nn.LayerNorm(dim))
+        self.columns = columns
+        self.project = nn.Sequential(nn.Linear(sum(in_channels) * columns, dim), nn.LayerNorm(dim))
 
     @staticmethod
-    def pool(features: list[Tensor]) -> Tensor:
-        """Encoder maps ``[N, C_i, h_i, w_i]`` -> ``[N, sum C_i]``: each averaged over space, then
-        concatenated (the projection's input; the steering stage caches it for a frozen encoder)."""
-        return torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
+    def pool(features: list[Tensor], columns: int = 1) -> Tensor:
+        """Encoder maps ``[N, C_i, h_i, w_i]`` -> ``[N, columns * sum C_i]``: each averaged over
+        ``columns`` equal vertical strips (left to right, channel-major; a pixel column that
+        straddles two strips counts in both by its overlap), then concatenated (the projection's
+        input; the steering stage caches it for a frozen encoder)."""
+        pooled = []
+        for f in features:
+            if columns == 1:
+                pooled.append(f.mean(dim=(2, 3)))
+            else:
+                strips = f.mean(dim=2) @ strip_weights(int(f.shape[-1]), columns, f)       # [N, C, K]
+                pooled.append(strips.flatten(1))
+        return torch.cat(pooled, dim=1)
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        return self.project(self.pool(features))
+        return self.project(self.pool(features, self.columns))
+
+
+@functools.lru_cache(maxsize=32)
+def _strip_weights(width: int, columns: int) -> np.ndarray:
+    edges = np.arange(columns + 1) * (width / columns)
+    j = np.arange(width)[:, None]                                                         # [W, 1]
+    overlap = np.clip(np.minimum(j + 1, edges[None, 1:]) - np.maximum(j, edges[None, :-1]), 0, None)
+    return (overlap * (columns / width)).astype(np.float32)
+
+
+def strip_weights(width: int, columns: int, like: Tensor) -> Tensor:
+    """``[width, columns]``: the share of pixel column j in strip k (its overlap with the strip's
+    interval divided by the strip's width ``width / columns``), so ``row_means @ weights`` averages
+    each strip exactly. Built from numpy, so the export holds it as one constant."""
+    return torch.from_numpy(_strip_weights(width, columns)).to(like.device, like.dtype)
 
 
 class AttentionPoolSteering(nn.Module):

@@ -16,7 +16,7 @@ from unified_perception.train.losses.loss_terms import LossTerms
 
 UNCERTAINTY_TASKS: tuple[str, ...] = (
     "photometric", "semantic", "center_heatmap", "center_offset", "depth", "pose_translation",
-    "pose_rotation", "scene_flow", "motion_mask")
+    "pose_rotation", "scene_flow", "moving_flow", "motion_mask")
 """Terms that are tasks for uncertainty weighting; regularisers (smoothness, motion priors) and
 distillation keep their fixed weights."""
 

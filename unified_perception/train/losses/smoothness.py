@@ -16,13 +16,19 @@ def edge_aware_smoothness(field: Tensor, image: Tensor) -> Tensor:
 
     ``field`` ``[N, C, H, W]`` (any units; the channels' absolute differences are summed, the L1 norm
     of a vector field's change); ``image`` ``[N, 3, H, W]`` in [0, 1] at the field's size (its
-    channel-mean absolute difference is the edge strength). 0 for a constant field.
+    channel-mean absolute difference is the edge strength). 0 for a constant field; a direction
+    with a single row or column (a coarse scale of a small input) adds 0.
     """
     dfield_x = (field[..., :, :-1] - field[..., :, 1:]).abs().sum(dim=1, keepdim=True)
     dfield_y = (field[..., :-1, :] - field[..., 1:, :]).abs().sum(dim=1, keepdim=True)
     dimage_x = (image[..., :, :-1] - image[..., :, 1:]).abs().mean(dim=1, keepdim=True)
     dimage_y = (image[..., :-1, :] - image[..., 1:, :]).abs().mean(dim=1, keepdim=True)
-    return (dfield_x * (-dimage_x).exp()).mean() + (dfield_y * (-dimage_y).exp()).mean()
+    return _mean_or_zero(dfield_x * (-dimage_x).exp()) + _mean_or_zero(dfield_y * (-dimage_y).exp())
+
+
+def _mean_or_zero(values: Tensor) -> Tensor:
+    """Mean of ``values``; 0 (not nan) when it has no elements."""
+    return values.sum() / max(values.numel(), 1)
 
 
 def disparity_smoothness(disparity: Tensor, image: Tensor) -> Tensor:

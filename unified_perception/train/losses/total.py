@@ -29,7 +29,8 @@ from unified_perception.train.losses.photometric import PhotometricTerms, photom
 from unified_perception.train.losses.smoothness import multi_scale_disparity_smoothness
 from unified_perception.train.losses.supervised import (
     SILOG_VARIANCE_FOCUS, TOP_K_FRACTION, center_heatmap_loss, center_offset_loss, depth_log_l1,
-    depth_silog, motion_mask_bce, relative_pose_loss, scene_flow_epe, semantic_cross_entropy)
+    depth_silog, motion_mask_bce, moving_flow_epe, relative_pose_loss, scene_flow_epe,
+    semantic_cross_entropy)
 from unified_perception.train.window_forward import WindowOutput
 
 MOTION_TERMS: tuple[str, ...] = ("flow_smoothness", "flow_consistency", "motion_sparsity",
@@ -47,8 +48,8 @@ class LossWeights:
     semantic 1 with the top 20 % hardest pixels, centre heatmap 200 and offsets 0.01
     (Panoptic-DeepLab); depth SILog with lambda 0.85 (Eigen et al., 2014) at weight 1; pose
     translation 1 per m and rotation 10 per rad (our choice: 0.1 rad counts as much as 1 m, the
-    size of a frame's rotation and translation at driving speed); scene flow EPE 1 and motion mask
-    BCE 1 (our choice). Distillation (paper silent except flow 1.0): 1 per term at temperature 1,
+    size of a frame's rotation and translation at driving speed); scene flow EPE 1, the independent
+    flow's EPE over the moving pixels 1 and motion mask BCE 1 (our choice). Distillation (paper silent except flow 1.0): 1 per term at temperature 1,
     except centre 200 and offsets 0.01 as their supervised counterparts.
     """
 
@@ -65,6 +66,7 @@ class LossWeights:
     pose_translation: float = 1.0
     pose_rotation: float = 10.0
     scene_flow: float = 1.0
+    moving_flow: float = 1.0
     motion_mask: float = 1.0
     distill_semantic: float = 1.0
     distill_depth: float = 1.0
@@ -214,6 +216,10 @@ def _supervised(batch: Batch, output: WindowOutput, weights: LossWeights,
     if w["scene_flow"] > 0 and cur.scene_flow_m is not None:
         out["scene_flow"] = scene_flow_epe(cur.scene_flow_m, batch.scene_flow, batch.has_scene_flow,
                                            batch.frame_gap)
+    if w["moving_flow"] > 0 and cur.independent_flow_m is not None:
+        out["moving_flow"] = moving_flow_epe(cur.independent_flow_m, batch.scene_flow,
+                                             batch.motion_mask, batch.has_scene_flow & batch.has_motion,
+                                             batch.frame_gap)
     if w["motion_mask"] > 0 and cur.motion_prob is not None:
         out["motion_mask"] = motion_mask_bce(cur.motion_prob, batch.motion_mask, batch.has_motion)
     return out
