@@ -81,6 +81,22 @@ def test_grouping_assigns_thing_pixels_to_the_nearest_voted_center() -> None:
     assert out.panoptic[0, 0, 0].item() == road * PANOPTIC_LABEL_DIVISOR
     no_centers = PanopticGrouping((h, w), top_k=4)(logits, heat - 5.0, offsets)
     assert no_centers.instances.eq(0).all()
+    # One vote per stride-4 cell, from the cell centre (4 j + 1.5) with the stride-4 offsets: the
+    # same scene (its borders lie on the 4-pixel grid) groups the same.
+    cell_x = 4 * torch.arange(w // 4) + 1.5
+    offsets_s4 = torch.zeros(1, 2, h // 4, w // 4)
+    offsets_s4[0, 1] = torch.where(cell_x < 16, 5.5, 25.5) - cell_x
+    cells = PanopticGrouping((h, w), top_k=4, vote_stride=4)(logits, heat, offsets_s4)
+    for name in ("semantic", "instances", "panoptic"):
+        assert torch.equal(getattr(cells, name), getattr(out, name)), name
+    alone = logits.clone()
+    alone[0, car, :, 4:28] = 0.0
+    alone[0, car, 5, 9] = 2.0              # a thing pixel off its cell's sampled pixel (6, 10)
+    single = PanopticGrouping((h, w), top_k=4, vote_stride=4)(alone, heat, offsets_s4)
+    assert single.instances[0, 5, 9].item() == 1
+    assert single.panoptic[0, 5, 9].item() == car * PANOPTIC_LABEL_DIVISOR + 1  # its own class
+    assert PanopticGrouping((h, w), top_k=4, vote_stride=4)(
+        logits, heat - 5.0, offsets_s4).instances.eq(0).all()
 
 
 def test_steering_ignores_masked_window_slots() -> None:

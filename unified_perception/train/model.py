@@ -63,6 +63,7 @@ class HeadOptions:
     center_top_k: int = 64
     center_threshold: float = 0.1
     center_nms_kernel: int = 3
+    center_vote_stride: int = 1
     pose_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     pose_head_width: int = 256
     motion_widths: tuple[int, ...] = (256, 128, 64, 32, 16, 16)
@@ -83,7 +84,7 @@ PRESETS: dict[str, HeadOptions] = {
         center_top_k=32, pose_widths=(16, 32, 64, 128), pose_head_width=64,
         motion_widths=(64, 32, 16, 16, 8, 8), latent_dim=128, steering_hidden=64,
         depth_output_stride=4, motion_output_stride=4, motion_shared=True,
-        panoptic_shared_decoder=True),
+        panoptic_shared_decoder=True, center_vote_stride=4),
 }
 
 
@@ -152,7 +153,8 @@ class UnifiedModel(nn.Module):
         self.grouping = (PanopticGrouping((input_height, input_width),
                                           top_k=options.center_top_k,
                                           threshold=options.center_threshold,
-                                          nms_kernel=options.center_nms_kernel)
+                                          nms_kernel=options.center_nms_kernel,
+                                          vote_stride=options.center_vote_stride)
                          if self.panoptic is not None else None)
         self.two_frame = bool(has & TWO_FRAME_TASKS)
         self.pose = (MultiScalePoseDecoder(ch, options.pose_widths, options.pose_head_width)
@@ -211,7 +213,8 @@ class UnifiedModel(nn.Module):
             out.update(semantic_logits=seg.semantic_logits, center_heatmap=seg.center_heatmap,
                        center_heatmap_s4=seg.center_heatmap_s4, center_offsets=seg.center_offsets)
             if not self.training:
-                ids = self.grouping(seg.semantic_logits, seg.center_heatmap_s4, seg.center_offsets)
+                offsets = seg.center_offsets if self.grouping.vote_stride == 1 else seg.center_offsets_s4
+                ids = self.grouping(seg.semantic_logits, seg.center_heatmap_s4, offsets)
                 out.update(semantic=ids.semantic, instances=ids.instances, panoptic=ids.panoptic)
         if self.two_frame:
             out.update(self._two_frame(state, feats, x))

@@ -81,6 +81,7 @@ class PanopticHeadOutput(NamedTuple):
     center_heatmap_s4: Tensor   # [N, 1, H/4, W/4] float32 (center extraction runs at stride 4)
     center_heatmap: Tensor      # [N, 1, H, W] float32
     center_offsets: Tensor      # [N, 2, H, W] float32, (dy, dx) in input pixels
+    center_offsets_s4: Tensor   # [N, 2, H/4, W/4] float32, the same before upsampling
 
 
 class PanopticHead(nn.Module):
@@ -117,9 +118,11 @@ class PanopticHead(nn.Module):
         sem = self.semantic_head(shared)
         inst = shared if self.instance_decoder is None else self.instance_decoder(features, coarse)
         center_s4 = self.center_head(inst)
+        offsets_s4 = self.offset_head(inst)
         return PanopticHeadOutput(
             semantic_logits=upsample_by(sem, PREDICTION_STRIDE),
             center_heatmap_s4=center_s4,
             center_heatmap=upsample_by(center_s4, PREDICTION_STRIDE),
-            center_offsets=upsample_by(self.offset_head(inst), PREDICTION_STRIDE),
+            center_offsets=upsample_by(offsets_s4, PREDICTION_STRIDE),
+            center_offsets_s4=offsets_s4,
         )

@@ -11,6 +11,14 @@ Panoptic-DeepLab's post-processing with a fixed budget so the graph has static s
 3. Each instance takes the majority thing class of its pixels; panoptic = class * 1000 + instance
    for instance pixels, semantic class * 1000 elsewhere (Cityscapes convention).
 
+``vote_stride`` 4 (the car's choice) votes once per stride-4 cell, from the cell's centre with the
+head's stride-4 offsets, instead of once per pixel with the upsampled offsets: the distance table
+``[N, K, cells]`` is 16x smaller (it was the grouping's largest cost). Every pixel whose own
+semantic class is a thing joins the centre its cell voted for, so instance masks keep the
+full-resolution semantic outline, and their borders with each other fall on the 4-pixel grid. The
+majority class of an instance is counted over its cells (the semantic class at each cell's
+pixel (2, 2)).
+
 For a static, TensorRT-friendly export the input size is fixed at construction: pixel and cell
 coordinates, slot and class ids are precomputed buffers (no Range, no floor division), and the id
 arithmetic runs in int32 (only ArgMax/ArgMin/TopK, whose ONNX outputs are int64, are cast once).
@@ -41,8 +49,13 @@ class PanopticGrouping(nn.Module):
 
     def __init__(self, image_size: tuple[int, int], num_classes: int = NUM_CLASSES,
                  thing_class_ids: tuple[int, ...] = THING_CLASS_IDS, top_k: int = 64,
-                 threshold: float = 0.1, nms_kernel: int = 3, center_stride: int = 4) -> None:
+                 threshold: float = 0.1, nms_kernel: int = 3, center_stride: int = 4,
+                 vote_stride: int = 1) -> None:
         super().__init__()
+        if vote_stride not in (1, center_stride):
+            raise ValueError(f"vote stride must be 1 or the center stride {center_stride}, "
+                             f"got {vote_stride}")
+        self.vote_stride = vote_stride
         height, width = image_size
         if height % center_stride or width % center_stride:
             raise ValueError(f"grouping input size {height}x{width} must be a multiple of the "
@@ -57,6 +70,7 @@ class PanopticGrouping(nn.Module):
         is_thing = torch.zeros(num_classes)
         is_thing[list(thing_class_ids)] = 1.0
         self._buffer("is_thing", is_thing)                                        # [C] 0/1
+        self._buffer("is_thing_bool", is_thing > 0.5)                             # [C] bool
         cy, cx = torch.meshgrid(torch.arange(cells_y), torch.arange(cells_x), indexing="ij")
         cell_yx = torch.stack([cy.reshape(-1), cx.reshape(-1)], dim=1).to(torch.float32)
         self._buffer("cell_yx", cell_yx * center_stride + (0.5 * center_stride - 0.5))  # [h*w, 2] px
@@ -87,7 +101,10 @@ class PanopticGrouping(nn.Module):
         return torch.where(valid[:, :, None], dist, _FAR)
 
     def forward(self, semantic_logits: Tensor, heatmap_s4: Tensor, offsets: Tensor) -> PanopticResult:
-        """``[N, C, H, W]`` logits, ``[N, 1, H/4, W/4]`` heatmap, ``[N, 2, H, W]`` offsets (px)."""
+        """``[N, C, H, W]`` logits, ``[N, 1, H/4, W/4]`` heatmap and offsets (dy, dx in input px)
+        ``[N, 2, H, W]``, or ``[N, 2, H/4, W/4]`` with ``vote_stride`` 4."""
+        if self.vote_stride > 1:
+            return self._group_cells(semantic_logits, heatmap_s4, offsets)
         h, w = self.height, self.width
         dtype = semantic_logits.dtype
         semantic = semantic_logits.argmax(dim=1).to(torch.int32).reshape(-1, h * w)  # [N, HW]
@@ -105,6 +122,42 @@ class PanopticGrouping(nn.Module):
         # Each pixel's instance class: its one-hot row picks one entry (exact in float).
         pixel_class = (inst_onehot @ inst_class[:, :, None]).reshape(-1, h * w).to(torch.int32)
         cls = torch.where(assigned, pixel_class, semantic)          # assigned <=> instances > 0
+        panoptic = cls * PANOPTIC_LABEL_DIVISOR + instances
+        return PanopticResult(semantic.reshape(-1, h, w), instances.reshape(-1, h, w),
+                              panoptic.reshape(-1, h, w))
+
+    def _group_cells(self, semantic_logits: Tensor, heatmap_s4: Tensor, offsets_s4: Tensor
+                     ) -> PanopticResult:
+        """``vote_stride`` 4: one vote per stride-4 cell (see the module docstring)."""
+        h, w, s = self.height, self.width, self.vote_stride
+        hc, wc = h // s, w // s
+        dtype = semantic_logits.dtype
+        semantic = semantic_logits.argmax(dim=1).to(torch.int32)                   # [N, H, W]
+        cell_class = semantic[:, s // 2::s, s // 2::s].reshape(-1, hc * wc)        # [N, hw]
+        centers, valid = self.centers(heatmap_s4)                                 # [N, K, 2], [N, K]
+        votes = self.cell_yx.T + offsets_s4.reshape(-1, 2, hc * wc)                # [N, 2, hw] px
+        dist = ((votes[:, None] - centers[:, :, :, None]) ** 2).sum(dim=2)         # [N, K, hw]
+        dist = torch.where(valid[:, :, None], dist, _FAR)
+        any_center = dist.amin(dim=1) < _FAR                                       # [N, hw]
+        vote = torch.where(any_center, dist.argmin(dim=1).to(torch.int32) + 1, 0)  # [N, hw] 0..K
+        # Majority thing class of each instance over its thing cells.
+        vote_onehot = (vote[:, :, None] == self.slots).to(dtype)                   # [N, hw, K+1]
+        cls_onehot = (cell_class[:, :, None] == self.classes).to(dtype) * self.is_thing
+        counts = vote_onehot.transpose(1, 2) @ cls_onehot                          # [N, K+1, C]
+        inst_class = counts.argmax(dim=2).to(dtype)                                # [N, K+1]
+        inst_known = (counts.amax(dim=2) > 0).to(dtype)                            # [N, K+1]
+        # Per cell: its vote, the class of that instance, whether the instance has a class; then
+        # every pixel takes its cell's values (nearest upsampling by a constant factor, exact).
+        per_cell = torch.stack([vote.to(dtype), (vote_onehot @ inst_class[:, :, None])[..., 0],
+                                (vote_onehot @ inst_known[:, :, None])[..., 0]], dim=1)
+        per_pixel = F.interpolate(per_cell.reshape(-1, 3, hc, wc), scale_factor=float(s),
+                                  mode="nearest").reshape(-1, 3, h * w)
+        pixel_vote, pixel_class = per_pixel[:, 0].to(torch.int32), per_pixel[:, 1].to(torch.int32)
+        semantic = semantic.reshape(-1, h * w)
+        thing = self.is_thing_bool[semantic]                                       # [N, HW]
+        instances = torch.where(thing, pixel_vote, 0)
+        classified = thing & (per_pixel[:, 0] > 0.5) & (per_pixel[:, 2] > 0.5)
+        cls = torch.where(classified, pixel_class, semantic)
         panoptic = cls * PANOPTIC_LABEL_DIVISOR + instances
         return PanopticResult(semantic.reshape(-1, h, w), instances.reshape(-1, h, w),
                               panoptic.reshape(-1, h, w))
