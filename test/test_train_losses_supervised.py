@@ -13,7 +13,7 @@ from unified_perception.contract import IGNORE_ID
 from unified_perception.train.geometry import pose_vector_to_matrix
 from unified_perception.train.losses.supervised import (
     center_heatmap_loss, center_offset_loss, depth_log_l1, depth_silog, motion_mask_bce,
-    relative_pose_loss, scene_flow_epe, semantic_cross_entropy)
+    moving_flow_epe, relative_pose_loss, scene_flow_epe, semantic_cross_entropy)
 
 B, H, W, C = 2, 8, 12, 5
 ALL = torch.ones(B, dtype=torch.bool)
@@ -73,9 +73,27 @@ def _cases() -> list[Case]:
          _perturbed_pose(pose), 0.01),
         ("scene_flow", lambda p: scene_flow_epe(p, flow, ALL, torch.ones(B, dtype=torch.long)), flow,
          noise(flow, 0.5), 10.0),
+        ("moving_flow", lambda p: moving_flow_epe(p, flow, motion, ALL,
+                                                  torch.ones(B, dtype=torch.long)), flow,
+         noise(flow, 0.5), 10.0),
         ("motion_mask", lambda p: motion_mask_bce(p, motion, ALL), motion,
          torch.full_like(motion, 0.5), 0.05),
     ]
+
+
+def test_moving_flow_counts_only_moving_pixels_and_averages_over_them() -> None:
+    """The independent flow's EPE over the ground-truth moving pixels: whatever the flow does on
+    static pixels costs nothing, and one moving pixel off by 2 m among 3 costs 2/3 m."""
+    flow = torch.zeros(B, 3, H, W)
+    moving = torch.zeros(B, 1, H, W)
+    moving[0, 0, 1, 1:4] = 1.0
+    prediction = flow + 7.0 * (1.0 - moving)               # wrong everywhere static
+    one_gap = torch.ones(B, dtype=torch.long)
+    assert float(moving_flow_epe(prediction, flow, moving, ALL, one_gap)) == 0.0
+    prediction[0, 2, 1, 1] = 2.0
+    assert float(moving_flow_epe(prediction, flow, moving, ALL, one_gap)) == pytest.approx(2 / 3)
+    # frame gap 2: the ground truth is for consecutive frames, so the sample does not count
+    assert float(moving_flow_epe(prediction, flow, moving, ALL, 2 * one_gap)) == 0.0
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
