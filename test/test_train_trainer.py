@@ -28,8 +28,11 @@ def _first_and_last(results, name: str, count: int = 2) -> tuple[float, float]:
 
 def test_steps_on_a_fixed_batch_lower_the_total_and_every_task_loss(
         tiny_bags: list[Path], tmp_path: Path) -> None:
-    recipe = parse_recipe(tiny_recipe(tiny_bags, optim={"steps": 100}))
+    recipe = parse_recipe(tiny_recipe(tiny_bags, optim={"steps": 100},
+                                      losses={"semantic_class_balance": 0.5}))
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    weights = trainer.loss_weights.semantic_class_weights     # counted on the training bags
+    assert weights is not None and len(set(weights)) > 2
     batch = next(trainer.batches())
     results = [trainer.train_step(batch) for _ in range(16)]
     tasks = [name for name in UNCERTAINTY_TASKS if name in results[0].terms]

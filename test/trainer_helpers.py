@@ -31,7 +31,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 ONLY_DISTILLATION = {name: 0.0 for name in (
     "photometric", "disparity_smoothness", "flow_smoothness", "flow_consistency",
     "motion_sparsity", "mask_smoothness", "semantic", "center_heatmap", "center_offset", "depth",
-    "pose_translation", "pose_rotation", "scene_flow", "motion_mask")}
+    "pose_translation", "pose_rotation", "scene_flow", "moving_flow", "motion_mask")}
 """``losses`` of a recipe that trains with the distillation terms alone."""
 
 

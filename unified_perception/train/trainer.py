@@ -129,6 +129,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype() == torch.float16)
         self.step, self.best = 0, math.inf
         self.loader = self._build_data()
+        self._balance_classes()
         self.validator = self._build_validator() if self.ctx.is_main else None
         self.writer = self._build_writer() if self.ctx.is_main else None
         self.intrinsics: list[float] | None = None
@@ -202,8 +203,28 @@ class Trainer:
                              rank=self.ctx.rank, world_size=self.ctx.world_size,
                              pin_memory=self.ctx.device.type == "cuda")
         self.data_summary = data.summary
+        self.train_dataset = data.dataset
         self.val_datasets = data.val_datasets
         return loader
+
+    def _balance_classes(self) -> None:
+        """Fill ``semantic_class_weights`` from the training data's class frequencies when the
+        recipe asks for class balancing and gives no weights (the same on every rank)."""
+        import dataclasses
+
+        from unified_perception.contract import CLASSES
+        from unified_perception.train.class_balance import (balanced_class_weights,
+                                                            class_frequencies)
+        lw = self.loss_weights
+        if lw.semantic_class_balance <= 0 or lw.semantic_class_weights is not None:
+            return
+        freq = class_frequencies(self.train_dataset)
+        weights = balanced_class_weights(freq, lw.semantic_class_balance)
+        self.loss_weights = dataclasses.replace(
+            lw, semantic_class_weights=tuple(round(float(w), 4) for w in weights))
+        self._log("semantic class weights (pixel frequency ^ -%g): %s" % (
+            lw.semantic_class_balance, ", ".join(f"{CLASSES[c].name} {w:.2f}"
+                                                 for c, w in enumerate(weights) if freq[c] > 0)))
 
     def _build_validator(self):
         if not self.val_datasets:

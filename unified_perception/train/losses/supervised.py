@@ -36,15 +36,18 @@ _MIN_DEPTH_M = 1e-3
 
 
 def semantic_cross_entropy(logits: Tensor, target: Tensor, has: Tensor,
-                           top_k_fraction: float | None = None) -> Tensor:
+                           top_k_fraction: float | None = None,
+                           class_weights: Tensor | None = None) -> Tensor:
     """Cross-entropy of ``logits`` ``[B, C, H, W]`` against train ids ``target`` ``[B, H, W]`` int64
-    (255 = ignore) in the samples with ``has`` ``[B] bool``.
+    (255 = ignore) in the samples with ``has`` ``[B] bool``. ``class_weights`` ``[C]`` multiplies
+    each pixel's loss by its class's weight (:mod:`unified_perception.train.class_balance`).
 
     ``top_k_fraction`` in (0, 1] averages only the largest ``ceil(fraction * B*H*W)`` pixel losses
     (ignored pixels count as 0), as Panoptic-DeepLab; None averages over every labelled pixel.
     """
     target = torch.where(rows(has, target), target, torch.full_like(target, IGNORE_ID))
-    pixel = F.cross_entropy(logits, target, ignore_index=IGNORE_ID, reduction="none")  # [B, H, W]
+    pixel = F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE_ID,
+                            reduction="none")                                          # [B, H, W]
     if top_k_fraction is None:
         return masked_mean(pixel, target != IGNORE_ID)
     if not 0.0 < top_k_fraction <= 1.0:

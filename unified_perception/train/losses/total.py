@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from unified_perception.contract import DEFAULT_DEPTH_RANGE_M
+from unified_perception.contract import DEFAULT_DEPTH_RANGE_M, NUM_CLASSES
 from unified_perception.train.batch import Batch
 from unified_perception.train.losses.balancing import (UNCERTAINTY_TASKS, FixedWeights,
                                                        UncertaintyWeighting)
@@ -51,6 +51,9 @@ class LossWeights:
     size of a frame's rotation and translation at driving speed); scene flow EPE 1, the independent
     flow's EPE over the moving pixels 1 and motion mask BCE 1 (our choice). Distillation (paper silent except flow 1.0): 1 per term at temperature 1,
     except centre 200 and offsets 0.01 as their supervised counterparts.
+    ``semantic_class_balance`` > 0 weights the semantic cross-entropy per class by the training
+    data's pixel frequencies to that negative power (the trainer counts them at the start and fills
+    ``semantic_class_weights``; a recipe may also give the 19 weights itself).
     """
 
     photometric: float = 1.0
@@ -80,6 +83,8 @@ class LossWeights:
     motion_start_step: int = 8000
     motion_ramp_steps: int = 8000
     semantic_top_k: float | None = TOP_K_FRACTION
+    semantic_class_balance: float = 0.0
+    semantic_class_weights: tuple[float, ...] | None = None
     depth_loss: str = "silog"
     silog_variance_focus: float = SILOG_VARIANCE_FOCUS
     distill_temperature: float = 1.0
@@ -94,6 +99,12 @@ class LossWeights:
         if self.depth_loss not in DEPTH_LOSSES:
             raise ValueError(f"losses.depth_loss must be one of {DEPTH_LOSSES}, got "
                              f"'{self.depth_loss}'")
+        if self.semantic_class_balance < 0:
+            raise ValueError(f"losses.semantic_class_balance must be >= 0, got "
+                             f"{self.semantic_class_balance}")
+        if self.semantic_class_weights is not None and len(self.semantic_class_weights) != NUM_CLASSES:
+            raise ValueError(f"losses.semantic_class_weights needs {NUM_CLASSES} weights (one per "
+                             f"class), got {len(self.semantic_class_weights)}")
         if self.distill_temperature <= 0:
             raise ValueError(f"losses.distill_temperature must be > 0, got {self.distill_temperature}")
 
@@ -194,8 +205,11 @@ def _supervised(batch: Batch, output: WindowOutput, weights: LossWeights,
     cur = output.current
     out: dict[str, Tensor] = {}
     if w["semantic"] > 0 and cur.semantic_logits is not None:
+        class_weights = (None if weights.semantic_class_weights is None else
+                         cur.semantic_logits.new_tensor(weights.semantic_class_weights))
         out["semantic"] = semantic_cross_entropy(cur.semantic_logits, batch.semantic,
-                                                 batch.has_semantic, weights.semantic_top_k)
+                                                 batch.has_semantic, weights.semantic_top_k,
+                                                 class_weights)
     if w["center_heatmap"] > 0 and cur.center_heatmap is not None:
         out["center_heatmap"] = center_heatmap_loss(cur.center_heatmap, batch.center_heatmap,
                                                     batch.has_instances)
