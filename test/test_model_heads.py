@@ -34,6 +34,11 @@ def test_pose_vector_and_matrix_round_trip_and_inverse() -> None:
     quarter_turn_about_y = pose_vector_to_matrix(torch.tensor([[0.0, math.pi / 2, 0, 0, 0, 0]]))
     assert torch.allclose(quarter_turn_about_y[0, :3, :3] @ torch.tensor([0.0, 0.0, 1.0]),
                           torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    # Rodrigues = the matrix exponential of the rotation vector's cross-product matrix.
+    x, y, z = pose[:, 0], pose[:, 1], pose[:, 2]
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=1).reshape(5, 3, 3)
+    assert torch.allclose(T[:, :3, :3], torch.linalg.matrix_exp(skew), atol=1e-5)
 
 
 def test_backprojected_points_project_back_to_their_pixels_and_static_flow_is_rigid() -> None:

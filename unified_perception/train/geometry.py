@@ -13,19 +13,24 @@ from torch import Tensor, nn
 _EPS = 1e-7
 
 
+_SKEW = torch.tensor([[0, 0, 0, 0, 0, -1, 0, 1, 0],
+                      [0, 0, 1, 0, 0, 0, -1, 0, 0],
+                      [0, -1, 0, 1, 0, 0, 0, 0, 0]], dtype=torch.float32)
+"""``[3, 9]``: ``a @ _SKEW`` is the row-major cross-product matrix ``[a]_x`` of ``a`` ``[N, 3]``."""
+
+
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
-    """Rodrigues: ``[N, 3]`` axis-angle (rad) -> ``[N, 3, 3]`` rotation. Smooth at zero angle."""
+    """Rodrigues: ``[N, 3]`` axis-angle (rad) -> ``[N, 3, 3]`` rotation. Smooth at zero angle.
+
+    ``R = cos(t) I + sin(t) [a]_x + (1 - cos(t)) a a^T`` for the unit axis ``a`` and angle ``t``,
+    as a few whole-tensor ops (an exported graph of a handful of nodes, not one per entry)."""
     angle = axis_angle.norm(dim=1, keepdim=True).clamp_min(_EPS)        # [N, 1]
     axis = axis_angle / angle
-    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
-    c, s = torch.cos(angle[:, 0]), torch.sin(angle[:, 0])
-    C = 1.0 - c
-    rows = [
-        x * x * C + c, x * y * C - z * s, x * z * C + y * s,
-        y * x * C + z * s, y * y * C + c, y * z * C - x * s,
-        z * x * C - y * s, z * y * C + x * s, z * z * C + c,
-    ]
-    return torch.stack(rows, dim=1).reshape(-1, 3, 3)
+    c, s = torch.cos(angle)[:, :, None], torch.sin(angle)[:, :, None]  # [N, 1, 1]
+    skew = (axis @ _SKEW.to(axis.device, axis.dtype)).reshape(-1, 3, 3)
+    outer = axis[:, :, None] * axis[:, None, :]
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    return c * eye + s * skew + (1.0 - c) * outer
 
 
 def matrix_to_axis_angle(rotation: Tensor) -> Tensor:
