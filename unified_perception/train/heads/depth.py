@@ -36,12 +36,17 @@ DISP_RANGE = (0.01, 1.0)
 OUTPUT_STRIDES = (1, 2, 4)
 
 
-def disparity_to_depth(disp: Tensor, min_depth_m: float, max_depth_m: float) -> Tensor:
-    """Disparity in [0.01, 1] -> depth in [min_depth_m, max_depth_m] (m), linear in log depth."""
+def disparity_to_log_depth(disp: Tensor, min_depth_m: float, max_depth_m: float) -> Tensor:
+    """Disparity in [0.01, 1] -> log depth (log m), an affine map (clamped to the range)."""
     lo, hi = DISP_RANGE
     fraction = ((disp - lo) / (hi - lo)).clamp(0.0, 1.0)
-    log_depth = math.log(max_depth_m) + (math.log(min_depth_m) - math.log(max_depth_m)) * fraction
-    return torch.exp(log_depth).clamp(min_depth_m, max_depth_m)
+    return math.log(max_depth_m) + (math.log(min_depth_m) - math.log(max_depth_m)) * fraction
+
+
+def disparity_to_depth(disp: Tensor, min_depth_m: float, max_depth_m: float) -> Tensor:
+    """Disparity in [0.01, 1] -> depth in [min_depth_m, max_depth_m] (m), linear in log depth."""
+    return torch.exp(disparity_to_log_depth(disp, min_depth_m, max_depth_m)).clamp(min_depth_m,
+                                                                                 max_depth_m)
 
 
 def depth_to_disparity(depth_m: Tensor, min_depth_m: float, max_depth_m: float) -> Tensor:
@@ -128,6 +133,14 @@ class DepthDecoder(nn.Module):
             by_stride[1] = self.up1(upsample_by(by_stride[2], 2))
         used = self.predict if all_scales else self.predict[:1]
         disparities = [head(by_stride[s]) for head, s in zip(used, self.strides)]
-        if self.output_stride > 1:
-            disparities[0] = upsample_by(disparities[0], self.output_stride)
-        return DepthOutput(tuple(disparities), disparity_to_depth(disparities[0], *self.depth_range_m))
+        if self.output_stride == 1:
+            return DepthOutput(tuple(disparities),
+                               disparity_to_depth(disparities[0], *self.depth_range_m))
+        # Log depth is affine in disparity (which stays inside its range), so upsampling commutes
+        # with it: convert at the prediction stride, then upsample, and only exp and the clamp run
+        # at the input size.
+        log_depth = upsample_by(disparity_to_log_depth(disparities[0], *self.depth_range_m),
+                                self.output_stride)
+        disparities[0] = upsample_by(disparities[0], self.output_stride)
+        depth = torch.exp(log_depth).clamp(*self.depth_range_m)
+        return DepthOutput(tuple(disparities), depth)
