@@ -19,7 +19,7 @@ from unified_perception.train.steering_fit import (CachedFeatures, EncodedFeatur
                                                    standardize_projection)
 from unified_perception.train.steering_stage import (CACHE_DIR, FINAL_CHECKPOINT, RESULTS_JSON,
                                                      TABLE_MD, SteeringStageConfig,
-                                                     SteeringStageError, run_steering_stage)
+                                                     SteeringStageError, _Stage, run_steering_stage)
 from unified_perception.train.steering_windows import build_windows
 
 SIZE = (64, 128)
@@ -167,8 +167,9 @@ def test_k_fold_holds_out_every_sequence_once_and_reports_mean_and_std(stage,
         assert mode["rmse_deg"]["mean"] == pytest.approx(np.mean(rmse))
         assert mode["rmse_deg"]["std"] == pytest.approx(np.std(rmse, ddof=1))
         assert f"| {mode['mode']} | {mode['encoder']} |" in table
-    # frozen and untrained encoders differ, so each sequence has two feature cache entries
-    assert len(list((out / CACHE_DIR).glob("*.npz"))) == 2 * len(bags)
+    # frozen and untrained encoders differ, and each sequence is also encoded mirrored, so each
+    # sequence has four feature cache entries
+    assert len(list((out / CACHE_DIR).glob("*.npz"))) == 2 * 2 * len(bags)
 
 
 def test_final_fit_writes_a_checkpoint_whose_trained_head_the_model_loads(stage,
@@ -193,7 +194,7 @@ def test_a_rerun_reads_the_feature_cache_and_repeats_the_results(tmp_path: Path,
     first = run_steering_stage(config, tmp_path, progress=False)
     cached = {p: p.stat().st_mtime_ns for p in (tmp_path / CACHE_DIR).glob("*.npz")}
     second = run_steering_stage(config, tmp_path, progress=False)
-    assert len(cached) == len(bags)
+    assert len(cached) == 2 * len(bags)                 # as recorded and mirrored
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / CACHE_DIR).glob("*.npz")} == cached
     assert second.mode("frozen").folds == first.mode("frozen").folds
 
@@ -202,3 +203,22 @@ def test_a_missing_sequence_is_named(tmp_path: Path, checkpoint: Path, bags: lis
     config = _config(checkpoint, [bags[0], tmp_path / "nowhere", bags[2]])
     with pytest.raises(SteeringStageError, match=r"sequences\[1\] .*nowhere"):
         run_steering_stage(config, tmp_path / "out", progress=False)
+
+
+def test_mirrored_sequences_double_the_training_windows_and_flip_the_steering(
+        tmp_path: Path, checkpoint: Path, bags: list[Path]) -> None:
+    """Each fold trains on its training sequences and their mirror images (images flipped
+    left-right, steering negated) and tests on its held-out sequences as recorded."""
+    plain = run_steering_stage(_config(checkpoint, bags, modes=["frozen"], steps=2, mirror=False,
+                                       final_fit=False), tmp_path / "plain", progress=False)
+    mirrored = run_steering_stage(_config(checkpoint, bags, modes=["frozen"], steps=2,
+                                          final_fit=False), tmp_path / "mirrored", progress=False)
+    for one, two in zip(plain.mode("frozen").folds, mirrored.mode("frozen").folds):
+        assert two.train_windows == 2 * one.train_windows
+        assert two.test.samples == one.test.samples and two.baseline == one.baseline
+    stage = _Stage(_config(checkpoint, bags), tmp_path / "stage", progress=False)
+    n = len(bags)
+    assert stage.sequence_count == 2 * n and stage.train_sequences([1]) == [0, 2, n, n + 2]
+    recorded, flipped = stage.sequence(0), stage.sequence(n)
+    assert np.array_equal(flipped.images, recorded.images[:, :, ::-1])
+    assert np.array_equal(flipped.steering_rad, -recorded.steering_rad, equal_nan=True)

@@ -28,7 +28,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -73,6 +73,9 @@ class SteeringStageConfig:
     and the final fit). ``finetune_steps``/``finetune_batch_size``/``finetune_lr`` (encoder rate;
     the head keeps ``lr``)/``finetune_window`` (fill only the newest slots; None = ``window``):
     the end-to-end mode. ``imagenet_weights``: local torchvision state dict for ``untrained``.
+    ``mirror``: every mode also trains on the training sequences mirrored left-right with the
+    steering sign flipped (twice the data, and a head that cannot lean to one side); the folds
+    test on the recipe's sequences as recorded.
     """
 
     checkpoint: Path | None = None
@@ -92,6 +95,7 @@ class SteeringStageConfig:
     finetune_lr: float = 1e-4
     finetune_window: int | None = None
     final_fit: bool = True
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -239,6 +243,29 @@ class _Stage:
         self.cache = FeatureCache(out_dir / CACHE_DIR)
         self.folds = split_folds(len(config.sequences), config.folds, config.seed)
 
+    @property
+    def sequence_count(self) -> int:
+        """Sequences the modes train on: the recipe's, then (``mirror``) their mirror images."""
+        return len(self.config.sequences) * (2 if self.config.mirror else 1)
+
+    def sequence(self, index: int) -> SequenceFrames:
+        """Sequence ``index`` of :attr:`sequence_count`: indices from ``len(sequences)`` on are the
+        recipe's sequences mirrored left-right with the steering sign flipped (a left bend seen
+        in a mirror is a right bend)."""
+        n = len(self.config.sequences)
+        frames = self.frames(self.config.sequences[index % n])
+        if index < n:
+            return frames
+        return SequenceFrames(frames.path, np.ascontiguousarray(frames.images[:, :, ::-1]),
+                              -frames.steering_rad)
+
+    def train_sequences(self, test: Sequence[int]) -> list[int]:
+        """Indices (of :meth:`sequence`) a fold trains on: every recipe sequence not in ``test``,
+        and its mirror image. Folds test on the recipe's own sequences only."""
+        n = len(self.config.sequences)
+        train = [i for i in range(n) if i not in test]
+        return train + ([i + n for i in train] if self.config.mirror else [])
+
     def _fresh_model(self) -> UnifiedModel:
         return self.model_config.build(seed=self.config.seed)
 
@@ -258,7 +285,7 @@ class _Stage:
         """Cached pooled features (frozen encoders) or the images (fine-tuning) of all sequences."""
         model.to(self.device)
         if mode == "finetune":
-            sequences = [self.frames(p) for p in self.config.sequences]
+            sequences = [self.sequence(i) for i in range(self.sequence_count)]
             images = torch.from_numpy(np.concatenate([s.images for s in sequences]))
             windows = build_windows([s.steering_rad for s in sequences], self.window,
                                     self.config.stride, self.config.finetune_window)
@@ -267,8 +294,11 @@ class _Stage:
         key = f"{encoder_digest(model.encoder)}:columns{model.latent.columns}"
         encode = functools.partial(pool_features, model.normalize, model.encoder,
                                    device=self.device, columns=model.latent.columns)
-        cached = [self.cache.features(p, self.size, key, self.frames, encode)
-                  for p in self.config.sequences]
+        n = len(self.config.sequences)
+        cached = [self.cache.features(self.config.sequences[i % n], self.size,
+                                      key + (":mirrored" if i >= n else ""),
+                                      lambda path, i=i: self.sequence(i), encode)
+                  for i in range(self.sequence_count)]
         pooled = torch.from_numpy(np.concatenate([c.pooled for c in cached])).to(self.device)
         windows = build_windows([c.steering_rad for c in cached], self.window, self.config.stride)
         return _ModeData(lambda encoder: CachedFeatures(pooled), windows)
@@ -313,8 +343,10 @@ def run_mode(stage: _Stage, mode: str) -> ModeResult:
     data = stage.data_for(mode, model)
     folds, changed = [], False
     for index, test in enumerate(stage.folds):
-        train = [i for i in range(len(stage.config.sequences)) if i not in test]
-        train_w, test_w = data.windows.select(train), data.windows.select(test)
+        train_w = data.windows.select(stage.train_sequences(test))
+        test_w = data.windows.select(test)
+        recorded = data.windows.select([i for i in range(len(stage.config.sequences))
+                                        if i not in test])      # the baseline's mean angle
         module, losses = stage.train(mode, model, data, train_w, stage.config.seed + index,
                                      f"{mode} fold {index + 1}/{len(stage.folds)}")
         if isinstance(module.features, EncodedFeatures):
@@ -323,7 +355,7 @@ def run_mode(stage: _Stage, mode: str) -> ModeResult:
             fold=index, test_sequences=tuple(str(stage.config.sequences[i]) for i in test),
             train_windows=len(train_w),
             test=steering_errors(predict(module, test_w, stage.device), test_w.target_rad),
-            baseline=mean_angle_baseline(train_w.target_rad, test_w.target_rad),
+            baseline=mean_angle_baseline(recorded.target_rad, test_w.target_rad),
             loss_start_deg2=_tenth_mean(losses, last=False),
             loss_end_deg2=_tenth_mean(losses, last=True)))
     changed |= not _same_state(before, model.encoder.state_dict())
