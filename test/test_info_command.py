@@ -27,7 +27,7 @@ def test_info_prints_contract_io_and_per_head_costs(tiny_model_path: Path, capsy
     params = json.loads(props[MetadataKey.HEAD_PARAMETERS.value])
     gflops = json.loads(props[MetadataKey.HEAD_GFLOPS.value])
     table = text.split("per head (at 64x128, one frame):")[1].splitlines()
-    for part in ("encoder", "depth", "panoptic", "pose", "motion_mask", "motion_flow", "steering"):
+    for part in ("encoder", "depth", "panoptic", "pose", "motion", "steering"):
         row = next(l for l in table if l.split()[:1] == [part])
         assert f"{params[part]:,}" in row and f"{gflops[part]:.3f}" in row, row
         assert params[part] > 0 and gflops[part] > 0
@@ -50,11 +50,11 @@ def test_info_names_the_problem_of_a_model_outside_the_contract(tiny_model_path:
     proto = onnx.load(str(tiny_model_path))
     for prop in proto.metadata_props:
         if prop.key == MetadataKey.CONTRACT_VERSION.value:
-            prop.value = "2.0"
+            prop.value = "3.0"
     bad = tmp_path / "future.onnx"
     onnx.save(proto, str(bad))
     assert cli_main(["info", str(bad)]) == 1
     captured = capsys.readouterr()
-    assert "contract version is 2.0" in captured.err and not captured.out
+    assert "contract version is 3.0" in captured.err and not captured.out
     assert cli_main(["info", str(tmp_path / "missing.onnx")]) == 1
     assert "not found" in capsys.readouterr().err

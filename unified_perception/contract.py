@@ -4,7 +4,7 @@ One source of truth for tensor names, shapes, dtypes, metadata keys, the contrac
 class table. `train/export` writes models that follow it; `runtime/` checks a model against it before
 running it. Pure Python: no torch, no rclpy, no onnxruntime.
 
-Rules every model follows (contract version 1):
+Rules every model follows (contract version 2):
 
 * Input ``image``: ``[N, H, W, 3] uint8`` RGB. ``H``, ``W`` are fixed per model (metadata
   ``input_height`` / ``input_width``); ``N`` is dynamic (several cameras in one call).
@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping, Sequence
 
-CONTRACT_VERSION = "1.0"
-"""``major.minor``. A runtime accepts a model of the same major and a minor not newer than its own."""
+CONTRACT_VERSION = "2.0"
+"""``major.minor``. A runtime accepts a model of the same major and a minor not newer than its own.
+2.0: the ``latent`` output pools the encoder over vertical strips (1.0: one global mean), and the
+``light`` heads changed shape (depth and motion predicted at stride 4, no ``prev_image`` state);
+1.0 files are refused with a message to re-export them."""
 
 STATE_IN_PREFIX = "state_in_"
 STATE_OUT_PREFIX = "state_out_"
