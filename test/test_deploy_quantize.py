@@ -79,7 +79,7 @@ def test_convolutions_run_in_int8_and_the_state_inputs_are_calibrated(quantized:
     assert per_channel, "weights should be quantized per output channel"
     quantized_states = {n.input[0] for n in graph.node
                         if n.op_type == "QuantizeLinear" and n.input[0].startswith(STATE_IN_PREFIX)}
-    assert {f"{STATE_IN_PREFIX}feat_s32", f"{STATE_IN_PREFIX}prev_image"} <= quantized_states
+    assert {f"{STATE_IN_PREFIX}feat_s4", f"{STATE_IN_PREFIX}feat_s32"} <= quantized_states
     ranges = {n.input[0]: float(onnx.numpy_helper.to_array(weights[n.input[1]]))
               for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in quantized_states}
     assert all(scale > 0 for scale in ranges.values()), ranges   # calibrated on non-zero state

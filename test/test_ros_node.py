@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Float32
 from visualization_msgs.msg import Marker
 
+from conftest import TINY_HEIGHT, TINY_WIDTH
 from ros_helpers import (CameraFeed, Recorder, RosSession, call, camera_info, rgb_image, stamp_now,
                          wait_until)
 from unified_perception import topics
@@ -37,7 +38,8 @@ from unified_perception.runtime.preprocess import scale_intrinsics
 CAMERA = "front"
 OPTICAL_FRAME = "front_camera_optical_frame"
 IN_H, IN_W = 96, 160           # camera size; the model runs at 64x128
-MAX_ANGLE = 0.02              # below what the tiny random model asks for (about 0.05 rad)
+MAX_ANGLE = 0.02              # below what this module's tiny model asks for (0.05 rad and more)
+ASKED_ANGLE = 0.05
 
 PER_CAMERA = {
     "depth": Image, "depth/camera_info": CameraInfo, "semantic": Image, "semantic/color": Image,
@@ -51,6 +53,23 @@ STAMPED = [t for t in ALL_TOPICS if t != "steering/angle"]
 
 def _frame(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (IN_H, IN_W, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random model with its steering output biased to ASKED_ANGLE, so every frame asks
+    for more than the node's angle limit whatever the random weights give."""
+    import torch
+
+    from unified_perception.train.export import export_model
+    from unified_perception.train.model import build_unified_model
+
+    model = build_unified_model("resnet18", input_height=TINY_HEIGHT, input_width=TINY_WIDTH,
+                                seed=0, preset="light")
+    with torch.no_grad():
+        model.steering.out[-1].bias.fill_(ASKED_ANGLE)
+        model.steering.out[-1].weight.mul_(0.01)
+    return export_model(model, tmp_path_factory.mktemp("steering_model") / "tiny_unified.onnx")
 
 
 @pytest.fixture(scope="module")

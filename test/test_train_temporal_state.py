@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from unified_perception.train.model import build_unified_model
 from unified_perception.train.temporal_state import TemporalState
 
 
-def test_feature_names_come_from_the_encoder_strides_and_round_trip_in_order() -> None:
-    model = build_unified_model("resnet18", 64, 96, seed=0, preset="light")
+@pytest.mark.parametrize("preset, images", [("paper", ["prev_image"]), ("light", [])])
+def test_feature_names_come_from_the_encoder_strides_and_round_trip_in_order(
+        preset: str, images: list[str]) -> None:
+    """The previous image is state only where the motion decoder reads it (stride 1, ``paper``)."""
+    model = build_unified_model("resnet18", 64, 96, seed=0, preset=preset)
     state = model.initial_state(2)
     named = state.named()
     feature_names = [n for n in named if n.startswith("feat_s")]
     assert feature_names == [f"feat_s{s}" for s in model.encoder.strides]
-    assert list(named)[len(feature_names):] == ["prev_image", "latent_window", "latent_mask", "valid"]
+    assert list(named)[len(feature_names):] == images + ["latent_window", "latent_mask", "valid"]
     back = TemporalState.from_named(dict(reversed(list(named.items()))))   # order of keys lost
     assert back.strides == tuple(model.encoder.strides)
     assert all(a is b for a, b in zip(back.features, state.features))
