@@ -186,8 +186,11 @@ def _recipe(chain: Path | None, payload: Mapping[str, Any]) -> list[str]:
 
 def _data(summary: Mapping[str, Any]) -> list[str]:
     train = summary.get("train") or {}
-    rows = [("train", d) for d in train.get("datasets", [])]
-    rows += [("validation", d) for d in summary.get("validation", [])]
+    listed = [("train", d) for d in train.get("datasets", [])]
+    listed += [("validation", d) for d in summary.get("validation", [])]
+    # The mix lists a data set once per frame gap it is read at: one row per data set here.
+    unique = {(split, d.get("kind"), d.get("path")): (split, d) for split, d in reversed(listed)}
+    rows = list(reversed(list(unique.values())))
     if not rows:
         return ["## Data", "", "No data summary in the checkpoint or the metadata.", ""]
     lines = ["## Data", "", "| split | data set | frames | size | ground truth |", "|---|---|---|---|---|"]
