@@ -198,8 +198,11 @@ class SteeringStageResult:
         """Markdown: mode | encoder | test RMSE | test MAE | baseline RMSE | baseline MAE (deg)."""
         lines = [f"Steering, {len(self.fold_sequences)}-fold cross-testing over "
                  f"{sum(map(len, self.fold_sequences))} sequences (window {self.window}, stride "
-                 f"{self.stride}); errors in degrees, mean ± std over folds; baseline = training "
-                 f"folds' mean angle.", "",
+                 f"{self.stride}"
+                 + ("; training drives also mirrored left-right" if self.config.get("mirror")
+                    else "")
+                 + "); errors in degrees, mean ± std over folds; baseline = training folds' mean "
+                 "angle.", "",
                  "| mode | encoder | test RMSE (deg) | test MAE (deg) | baseline RMSE (deg) | "
                  "baseline MAE (deg) |", "|---|---|---|---|---|---|"]
         for m in self.modes:
