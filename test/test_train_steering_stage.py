@@ -222,3 +222,27 @@ def test_mirrored_sequences_double_the_training_windows_and_flip_the_steering(
     recorded, flipped = stage.sequence(0), stage.sequence(n)
     assert np.array_equal(flipped.images, recorded.images[:, :, ::-1])
     assert np.array_equal(flipped.steering_rad, -recorded.steering_rad, equal_nan=True)
+
+
+def test_ego_motion_latent_trains_in_every_mode_and_ships(tmp_path: Path, checkpoint: Path,
+                                                         bags: list[Path]) -> None:
+    """With ``ego_motion`` the latent also takes the pose decoder's ego-motion of each frame: the
+    cached features end with 6 ego-motion columns (zeros on a drive's first frame), every mode
+    trains, and the final model takes the previous frame into its latent."""
+    config = _config(checkpoint, bags, steps=2, finetune_steps=1, ego_motion=True, mirror=False)
+    result = run_steering_stage(config, tmp_path, progress=False)
+    assert [m.mode for m in result.modes] == ["frozen", "finetune", "untrained"]
+    stage = _Stage(config, tmp_path, progress=False)
+    model, _ = stage.model_for("frozen")
+    pooled, _ = stage.frozen_features(model)
+    first = stage.sequence(0).images.shape[0]
+    assert pooled.shape[1] == model.latent.project[0].in_features + 6
+    assert torch.all(pooled[0, -6:] == 0) and torch.any(pooled[1:first, -6:] != 0)
+    shipped = model_from_checkpoint(load_checkpoint(result.final_checkpoint)).eval()
+    assert shipped.latent.ego_motion
+    frames = torch.from_numpy(stage.sequence(0).images[:2])
+    with torch.no_grad():
+        alone, _ = shipped(frames[1:2])
+        _, state = shipped(frames[:1])
+        after, _ = shipped(frames[1:2], state)
+    assert not torch.allclose(alone.latent, after.latent)      # the ego-motion reached the latent

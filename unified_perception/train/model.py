@@ -48,7 +48,8 @@ class HeadOptions:
     version: narrower heads that predict depth and motion at stride 4 and upsample inside the graph
     (as Panoptic-DeepLab does for segmentation), one motion decoder for mask and flow, and one
     panoptic decoder for the semantic and instance predictions.
-    ``latent_columns``: vertical strips of the frame latent's pooling (see ``FrameLatent``)."""
+    ``latent_columns``: vertical strips of the frame latent's pooling; ``latent_ego_motion``: the
+    latent also takes the pose decoder's ego-motion (see ``FrameLatent``)."""
 
     depth_width: int = 256
     depth_fine_widths: tuple[int, int] = (64, 32)
@@ -71,6 +72,7 @@ class HeadOptions:
     motion_shared: bool = False
     latent_dim: int = 256
     latent_columns: int = 4
+    latent_ego_motion: bool = False
     steering_window: int = DEFAULT_STEERING_WINDOW
     steering_heads: int = 4
     steering_hidden: int = 128
@@ -140,7 +142,8 @@ class UnifiedModel(nn.Module):
         ch = tuple(backbone.channels)
         self.normalize = ImageNormalization()
         self.encoder = backbone
-        self.latent = FrameLatent(ch, options.latent_dim, options.latent_columns)
+        self.latent = FrameLatent(ch, options.latent_dim, options.latent_columns,
+                                  options.latent_ego_motion)
         has = set(self.tasks)
         self.depth = (DepthDecoder(ch, options.depth_width, options.depth_fine_widths,
                                    options.depth_range_m, options.depth_output_stride)
@@ -203,7 +206,7 @@ class UnifiedModel(nn.Module):
             state = self.initial_state(x.shape[0], x.device)
         size = (self.input_height, self.input_width)
         feats = self.encoder(x)
-        out: dict[str, Any] = {"latent": self.latent(feats)}
+        out: dict[str, Any] = {}
         new_state = TemporalState()
         if self.depth is not None:
             depth = self.depth(feats, all_scales=self.training)
@@ -223,6 +226,10 @@ class UnifiedModel(nn.Module):
             new_state.valid = torch.where(state.valid > 0.5, 1.0, 1.0)
             if self.motion is not None and self.motion.uses_images:
                 new_state.prev_image = x
+        ego = None       # the latent's ego-motion input: zero where there was no previous frame
+        if self.latent.ego_motion and "pose_vector" in out:
+            ego = out["pose_vector"] * out["pair_valid"].to(out["pose_vector"].dtype)[:, None]
+        out["latent"] = self.latent(feats, ego)
         if self.steering is not None:
             window = torch.cat([state.latent_window[:, 1:], out["latent"][:, None]], dim=1)
             # Shift the mask left; the newest slot (a constant position) holds a real frame.

@@ -94,20 +94,45 @@ def bag_digest(path: Path) -> str:
 
 @torch.no_grad()
 def pool_features(normalize: ImageNormalization, encoder: nn.Module, images: np.ndarray,
-                  device: torch.device, columns: int = 1, batch_size: int = 16) -> np.ndarray:
-    """``[F, H, W, 3]`` uint8 -> ``[F, C]`` float32 pooled features (:meth:`FrameLatent.pool` over
-    ``columns`` strips), the encoder in eval mode (its
-    batch-norm statistics untouched). The caller's train/eval mode is restored afterwards."""
-    was_training = encoder.training
-    encoder.eval()
+                  device: torch.device, columns: int = 1, batch_size: int = 16,
+                  pose: nn.Module | None = None) -> np.ndarray:
+    """``[F, H, W, 3]`` uint8 frames of one sequence, in order -> ``[F, C]`` float32 pooled
+    features (:meth:`FrameLatent.pool` over ``columns`` strips), the encoder in eval mode (its
+    batch-norm statistics untouched; the caller's mode is restored afterwards). With ``pose`` (a
+    pose decoder on the same encoder) each row also ends with the frame's ego-motion ``[6]`` from
+    the frame before it (zeros for the first frame), as :class:`FrameLatent` takes it."""
+    modules = [m for m in (encoder, pose) if m is not None]
+    was_training = [m.training for m in modules]
+    for m in modules:
+        m.eval()
     try:
-        chunks = []
+        chunks, previous = [], None
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(images[start:start + batch_size]).to(device)
-            chunks.append(FrameLatent.pool(encoder(normalize(x)), columns).float().cpu())
+            features = encoder(normalize(x))
+            pooled = FrameLatent.pool(features, columns)
+            if pose is not None:
+                pooled = torch.cat([pooled, _ego_motion(pose, features, previous)], dim=1)
+                previous = [f[-1:] for f in features]
+            chunks.append(pooled.float().cpu())
         return torch.cat(chunks).numpy()
     finally:
-        encoder.train(was_training)
+        for m, mode in zip(modules, was_training):
+            m.train(mode)
+
+
+def _ego_motion(pose: nn.Module, features: list[torch.Tensor],
+                previous: list[torch.Tensor] | None) -> torch.Tensor:
+    """``[B, 6]`` ego-motion of each frame of a chunk from the frame before it; ``previous`` holds
+    the features of the frame before the chunk (None at the start: that row is zeros)."""
+    if previous is None:
+        prev = [torch.cat([f[:1], f[:-1]]) for f in features]
+    else:
+        prev = [torch.cat([p, f[:-1]]) for p, f in zip(previous, features)]
+    ego = pose(prev, features).pose_vector
+    if previous is None:
+        ego = torch.cat([torch.zeros_like(ego[:1]), ego[1:]])
+    return ego
 
 
 class FeatureCache:

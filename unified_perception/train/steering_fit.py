@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from unified_perception.train.heads.steering import AttentionPoolSteering, FrameLatent
+from unified_perception.train.heads.steering import (EGO_MOTION_DIMS, AttentionPoolSteering,
+                                                    FrameLatent)
 from unified_perception.train.normalization import ImageNormalization
 from unified_perception.train.steering_windows import WindowSet
 
@@ -45,10 +46,12 @@ class EncodedFeatures(nn.Module):
     still train): batches of a few near-identical window frames would give poor statistics."""
 
     def __init__(self, normalize: ImageNormalization, encoder: nn.Module, images: Tensor,
-                 columns: int = 1) -> None:
+                 columns: int = 1, ego_motion: Tensor | None = None) -> None:
         super().__init__()
         self.normalize, self.encoder = normalize, encoder
         self.images, self.columns = images, columns
+        self.ego_motion = ego_motion
+        """``[F, 6]`` per frame, appended to the pooled features (a frozen pose decoder's)."""
 
     def train(self, mode: bool = True) -> "EncodedFeatures":
         super().train(mode)
@@ -59,7 +62,10 @@ class EncodedFeatures(nn.Module):
         """``[K]`` int64 global frame indices -> ``[K, C]`` pooled features."""
         device = self.normalize.mean.device
         x = self.images[frames.cpu()].to(device)
-        return FrameLatent.pool(self.encoder(self.normalize(x)), self.columns)
+        pooled = FrameLatent.pool(self.encoder(self.normalize(x)), self.columns)
+        if self.ego_motion is None:
+            return pooled
+        return torch.cat([pooled, self.ego_motion[frames.cpu()].to(device, pooled.dtype)], dim=1)
 
 
 class WindowSteering(nn.Module):
@@ -120,9 +126,17 @@ def standardize_projection(module: WindowSteering, windows: WindowSet) -> None:
     pooled = module.features(torch.from_numpy(frames)).float()            # [K, C]
     module.train(was_training)
     mean, std = pooled.mean(0), pooled.std(0, unbiased=False)
-    std = torch.clamp(std, min=0.1 * float(std.mean()) + 1e-12)   # near-constant channels stay tame
+    ego = EGO_MOTION_DIMS if module.latent.ego_motion else 0
+    features = pooled.shape[1] - ego
+    # Near-constant pooled channels stay tame; the ego-motion inputs (radians and metres, far
+    # smaller than the features) are standardised on their own.
+    std[:features] = torch.clamp(std[:features], min=0.1 * float(std[:features].mean()) + 1e-12)
+    std[features:] = torch.clamp(std[features:], min=1e-6)
     linear = module.latent.project[0]
     weight = linear.weight / std.to(linear.weight.dtype)                    # [D, C]
+    # The 6 ego-motion inputs start with as much weight in the latent as the thousands of pooled
+    # features together (else they are a rounding error of the projection).
+    weight[:, features:] *= math.sqrt(features / max(ego, 1))
     linear.bias -= weight @ mean.to(weight.dtype)
     linear.weight.copy_(weight)
 

@@ -38,7 +38,8 @@ from unified_perception.contract import Task
 from unified_perception.train.backbones import load_pretrained
 from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, load_model_weights,
                                                  model_from_checkpoint, save_checkpoint)
-from unified_perception.train.heads.steering import AttentionPoolSteering, FrameLatent
+from unified_perception.train.heads.steering import (EGO_MOTION_DIMS, AttentionPoolSteering,
+                                                    FrameLatent)
 from unified_perception.train.model import UnifiedModel, head_options
 from unified_perception.train.schema import plain_data
 from unified_perception.train.steering_cache import FeatureCache, encoder_digest, pool_features, \
@@ -75,7 +76,9 @@ class SteeringStageConfig:
     the end-to-end mode. ``imagenet_weights``: local torchvision state dict for ``untrained``.
     ``mirror``: every mode also trains on the training sequences mirrored left-right with the
     steering sign flipped (twice the data, and a head that cannot lean to one side); the folds
-    test on the recipe's sequences as recorded.
+    test on the recipe's sequences as recorded. ``ego_motion``: the frame latent also takes the
+    frame's ego-motion from the model's own pose decoder (frozen in every mode; the untrained
+    mode's is as untrained as its encoder), and the final model is built that way.
     """
 
     checkpoint: Path | None = None
@@ -96,6 +99,7 @@ class SteeringStageConfig:
     finetune_window: int | None = None
     final_fit: bool = True
     mirror: bool = True
+    ego_motion: bool = False
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -287,24 +291,37 @@ class _Stage:
     def data_for(self, mode: str, model: UnifiedModel) -> _ModeData:
         """Cached pooled features (frozen encoders) or the images (fine-tuning) of all sequences."""
         model.to(self.device)
+        if self.config.ego_motion and model.pose is None:
+            raise SteeringStageError("'ego_motion' needs a checkpoint whose model has a pose "
+                                     "decoder (a two-frame task: pose, motion or scene flow)")
         if mode == "finetune":
             sequences = [self.sequence(i) for i in range(self.sequence_count)]
             images = torch.from_numpy(np.concatenate([s.images for s in sequences]))
             windows = build_windows([s.steering_rad for s in sequences], self.window,
                                     self.config.stride, self.config.finetune_window)
+            ego = (self.frozen_features(model)[0][:, -EGO_MOTION_DIMS:].cpu()
+                   if self.config.ego_motion else None)    # from the frozen pose decoder
             return _ModeData(lambda encoder: EncodedFeatures(model.normalize, encoder, images,
-                                                             model.latent.columns), windows)
-        key = f"{encoder_digest(model.encoder)}:columns{model.latent.columns}"
+                                                             model.latent.columns, ego), windows)
+        pooled, windows = self.frozen_features(model)  # ego-motion last where it is used
+        return _ModeData(lambda encoder: CachedFeatures(pooled), windows)
+
+    def frozen_features(self, model: UnifiedModel) -> tuple[torch.Tensor, WindowSet]:
+        """Pooled features (and ego-motion) of every frame of :attr:`sequence_count` sequences by
+        ``model``'s frozen encoder (and pose decoder), from the cache, and the windows over them."""
+        pose = model.pose if self.config.ego_motion else None
+        key = (f"{encoder_digest(model.encoder)}:columns{model.latent.columns}"
+               + (f":ego{encoder_digest(pose)}" if pose is not None else ""))
         encode = functools.partial(pool_features, model.normalize, model.encoder,
-                                   device=self.device, columns=model.latent.columns)
+                                   device=self.device, columns=model.latent.columns, pose=pose)
         n = len(self.config.sequences)
         cached = [self.cache.features(self.config.sequences[i % n], self.size,
                                       key + (":mirrored" if i >= n else ""),
                                       lambda path, i=i: self.sequence(i), encode)
                   for i in range(self.sequence_count)]
         pooled = torch.from_numpy(np.concatenate([c.pooled for c in cached])).to(self.device)
-        windows = build_windows([c.steering_rad for c in cached], self.window, self.config.stride)
-        return _ModeData(lambda encoder: CachedFeatures(pooled), windows)
+        return pooled, build_windows([c.steering_rad for c in cached], self.window,
+                                     self.config.stride)
 
     def initial_head(self, model: UnifiedModel) -> tuple[FrameLatent, AttentionPoolSteering]:
         """The model's latent projection and steering head, or a fresh seeded head where the
@@ -316,7 +333,13 @@ class _Stage:
                 torch.manual_seed(self.config.seed)
                 steering = AttentionPoolSteering(o.latent_dim, self.window, o.steering_heads,
                                                  o.steering_hidden)
-        return copy.deepcopy(model.latent), copy.deepcopy(steering).to(self.device)
+        latent = model.latent
+        if self.config.ego_motion and not latent.ego_motion:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed)
+                latent = FrameLatent(tuple(model.encoder.channels), model.options.latent_dim,
+                                     latent.columns, ego_motion=True)
+        return copy.deepcopy(latent).to(self.device), copy.deepcopy(steering).to(self.device)
 
     def settings(self, mode: str, seed: int) -> FitSettings:
         c = self.config
@@ -399,7 +422,8 @@ def final_fit(stage: _Stage) -> tuple[Path, float]:
     config = dataclasses.replace(
         stage.model_config, tasks=tasks + (() if Task.STEERING.value in tasks
                                            else (Task.STEERING.value,)),
-        head_overrides={**stage.model_config.head_overrides, "steering_window": stage.window})
+        head_overrides={**stage.model_config.head_overrides, "steering_window": stage.window,
+                        **({"latent_ego_motion": True} if stage.config.ego_motion else {})})
     load_model_weights(config.build(), state, FINAL_CHECKPOINT)   # it must load before it ships
     final_loss = _tenth_mean(losses, last=True)
     payload.update(model=state, model_config=config.to_dict(),

@@ -22,6 +22,9 @@ from torch import Tensor, nn
 from unified_perception.contract import DEFAULT_STEERING_WINDOW
 
 
+EGO_MOTION_DIMS = 6
+
+
 class FrameLatent(nn.Module):
     """Features at strides 4..32 -> ``[N, D]`` frame latent.
 
@@ -29,12 +32,18 @@ class FrameLatent(nn.Module):
     instead of the whole image: a global average is nearly the same for an image and its mirror
     (the encoder's convolutions are translation-equivariant), so it cannot tell a left bend from a
     right one, while strips keep where things are across the image.
+
+    ``ego_motion``: the projection also takes the frame's estimated ego-motion (the pose decoder's
+    ``[N, 6]`` axis-angle + translation from the previous frame; zeros without one). The steering
+    angle is set by the car's yaw rate, which pooled features of one frame hardly carry.
     """
 
-    def __init__(self, in_channels: tuple[int, ...], dim: int = 256, columns: int = 1) -> None:
+    def __init__(self, in_channels: tuple[int, ...], dim: int = 256, columns: int = 1,
+                 ego_motion: bool = False) -> None:
         super().__init__()
-        self.columns = columns
-        self.project = nn.Sequential(nn.Linear(sum(in_channels) * columns, dim), nn.LayerNorm(dim))
+        self.columns, self.ego_motion = columns, ego_motion
+        inputs = sum(in_channels) * columns + (EGO_MOTION_DIMS if ego_motion else 0)
+        self.project = nn.Sequential(nn.Linear(inputs, dim), nn.LayerNorm(dim))
 
     @staticmethod
     def pool(features: list[Tensor], columns: int = 1) -> Tensor:
@@ -51,8 +60,17 @@ class FrameLatent(nn.Module):
                 pooled.append(strips.flatten(1))
         return torch.cat(pooled, dim=1)
 
-    def forward(self, features: list[Tensor]) -> Tensor:
-        return self.project(self.pool(features, self.columns))
+    def with_ego_motion(self, pooled: Tensor, ego_motion: Tensor | None) -> Tensor:
+        """``pooled`` ``[N, C]`` -> the projection's input: with ``ego_motion`` ``[N, 6]`` (None =
+        zeros) appended when this latent takes it."""
+        if not self.ego_motion:
+            return pooled
+        if ego_motion is None:
+            ego_motion = pooled.new_zeros(pooled.shape[0], EGO_MOTION_DIMS)
+        return torch.cat([pooled, ego_motion.to(pooled.dtype)], dim=1)
+
+    def forward(self, features: list[Tensor], ego_motion: Tensor | None = None) -> Tensor:
+        return self.project(self.with_ego_motion(self.pool(features, self.columns), ego_motion))
 
 
 @functools.lru_cache(maxsize=32)
