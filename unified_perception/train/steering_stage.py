@@ -369,10 +369,10 @@ def run_mode(stage: _Stage, mode: str) -> ModeResult:
     data = stage.data_for(mode, model)
     folds, changed = [], False
     for index, test in enumerate(stage.folds):
-        train_w = data.windows.select(stage.train_sequences(test))
-        test_w = data.windows.select(test)
-        recorded = data.windows.select([i for i in range(len(stage.config.sequences))
-                                        if i not in test])      # the baseline's mean angle
+        train = stage.train_sequences(test)
+        train_w, test_w = data.windows.select(train), data.windows.select(test)
+        # The baseline's mean angle: the training sequences as recorded (mirrors average to 0).
+        recorded = data.windows.select([i for i in train if i < len(stage.config.sequences)])
         module, losses = stage.train(mode, model, data, train_w, stage.config.seed + index,
                                      f"{mode} fold {index + 1}/{len(stage.folds)}")
         if isinstance(module.features, EncodedFeatures):

@@ -2,13 +2,13 @@
 
 Following the paper's release: each stride's features are projected to ``width`` channels; the
 coarse map is upsampled and fused with the next finer skip after an additive attention gate
-(Oktay et al., 2018) has weighted the skip; disparity is predicted at four strides, finest first. With ``output_stride`` 1 (the release) those
-are H, H/2, H/4, H/8; with ``output_stride`` 2 or 4 (the car's choice: the fine levels are
-full-resolution convolutions of few channels, memory-bound on a CPU, while depth varies smoothly
-inside objects) the decoder stops at that stride, predicts there and at the three next coarser
-strides, and the finest prediction is upsampled bilinearly to the input size inside the graph, so
-``disparities[0]`` and ``depth_m`` are always at the input size. Each
-disparity head predicts a 32-bin distribution (softmax) over ``linspace(0.01, 1)`` and returns its
+(Oktay et al., 2018) has weighted the skip; disparity is predicted at four strides, finest
+first. With ``output_stride`` 1 (the release) those are H, H/2, H/4, H/8; with ``output_stride``
+2 or 4 (the car's choice: the fine levels are full-resolution convolutions of few channels,
+memory-bound on a CPU, while depth varies smoothly inside objects) the decoder stops at that
+stride, predicts there and at the three next coarser strides, and the finest prediction is
+upsampled bilinearly to the input size inside the graph, so ``disparities[0]`` and ``depth_m``
+are always at the input size. Each disparity head predicts a 32-bin distribution (softmax) over ``linspace(0.01, 1)`` and returns its
 expectation, so disparity lies in [0.01, 1]. Depth maps that range GEOMETRICALLY (linearly in log
 depth) onto [min_depth, max_depth]: disp 0.01 -> max_depth, disp 1 -> min_depth.
 

@@ -105,7 +105,7 @@ class MotionHead(nn.Module):
                  widths: tuple[int, ...] = (256, 128, 64, 32, 16, 16), output_stride: int = 1,
                  shared: bool = False, scale: float = FLOW_SCALE) -> None:
         super().__init__()
-        self.scale, self.has_flow, self.shared = scale, flow, shared and flow
+        self.scale, self.shared = scale, shared and flow
         self.uses_images = output_stride == 1     # only the full-resolution level reads the RGB pair
         if self.shared:
             self.decoder = MotionDecoder(in_channels, 4, widths, output_stride)   # flow xyz, mask logit

@@ -94,10 +94,15 @@ class PanopticGrouping(nn.Module):
         """Squared distance (px^2) of each pixel's vote to each center, ``[N, K, H*W]``; invalid
         centers are far away (1e8). ``offsets`` ``[N, 2, H, W]`` (dy, dx) px."""
         hw = self.height * self.width
-        centers, valid = self.centers(heatmap_s4)                                 # [N, K, 2], [N, K]
         vote_y = (self.pixel_y + offsets[:, 0]).reshape(-1, 1, hw)
         vote_x = (self.pixel_x + offsets[:, 1]).reshape(-1, 1, hw)
-        dist = (vote_y - centers[:, :, 0:1]) ** 2 + (vote_x - centers[:, :, 1:2]) ** 2  # [N, K, HW]
+        return self._vote_distances(heatmap_s4, vote_y, vote_x)
+
+    def _vote_distances(self, heatmap_s4: Tensor, vote_y: Tensor, vote_x: Tensor) -> Tensor:
+        """Squared distance (px^2) of votes at (``vote_y``, ``vote_x``) ``[N, 1, M]`` px to each
+        center, ``[N, K, M]``; invalid centers are far away (1e8)."""
+        centers, valid = self.centers(heatmap_s4)                                 # [N, K, 2], [N, K]
+        dist = (vote_y - centers[:, :, 0:1]) ** 2 + (vote_x - centers[:, :, 1:2]) ** 2  # [N, K, M]
         return torch.where(valid[:, :, None], dist, _FAR)
 
     def forward(self, semantic_logits: Tensor, heatmap_s4: Tensor, offsets: Tensor) -> PanopticResult:
@@ -134,10 +139,8 @@ class PanopticGrouping(nn.Module):
         dtype = semantic_logits.dtype
         semantic = semantic_logits.argmax(dim=1).to(torch.int32)                   # [N, H, W]
         cell_class = semantic[:, s // 2::s, s // 2::s].reshape(-1, hc * wc)        # [N, hw]
-        centers, valid = self.centers(heatmap_s4)                                 # [N, K, 2], [N, K]
         votes = self.cell_yx.T + offsets_s4.reshape(-1, 2, hc * wc)                # [N, 2, hw] px
-        dist = ((votes[:, None] - centers[:, :, :, None]) ** 2).sum(dim=2)         # [N, K, hw]
-        dist = torch.where(valid[:, :, None], dist, _FAR)
+        dist = self._vote_distances(heatmap_s4, votes[:, 0:1], votes[:, 1:2])      # [N, K, hw]
         any_center = dist.amin(dim=1) < _FAR                                       # [N, hw]
         vote = torch.where(any_center, dist.argmin(dim=1).to(torch.int32) + 1, 0)  # [N, hw] 0..K
         # Majority thing class of each instance over its thing cells.

@@ -49,8 +49,9 @@ class LossWeights:
     (Panoptic-DeepLab); depth SILog with lambda 0.85 (Eigen et al., 2014) at weight 1; pose
     translation 1 per m and rotation 10 per rad (our choice: 0.1 rad counts as much as 1 m, the
     size of a frame's rotation and translation at driving speed); scene flow EPE 1, the independent
-    flow's EPE over the moving pixels 1 and motion mask BCE 1 (our choice). Distillation (paper silent except flow 1.0): 1 per term at temperature 1,
-    except centre 200 and offsets 0.01 as their supervised counterparts.
+    flow's EPE over the moving pixels 1 and motion mask BCE 1 (our choice). Distillation (paper
+    silent except flow 1.0): 1 per term at temperature 1, except centre 200 and offsets 0.01 as
+    their supervised counterparts.
     ``semantic_class_balance`` > 0 weights the semantic cross-entropy per class by the training
     data's pixel frequencies to that negative power (the trainer counts them at the start and fills
     ``semantic_class_weights``; a recipe may also give the 19 weights itself).
