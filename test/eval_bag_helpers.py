@@ -63,7 +63,8 @@ def _shifted(msg: Any, shift_ns: int) -> Any:
 def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] | None = None,
                          leave_out: Sequence[str] = (), skip_frames: int = 0, shift_ns: int = 0,
                          latency_ms: Callable[[int], float] | None = lambda i: 10.0 + i,
-                         receive_delay_ns: Mapping[str, int] | None = None) -> Path:
+                         receive_delay_ns: Mapping[str, int] | None = None,
+                         lost: Mapping[str, Sequence[int]] | None = None) -> Path:
     """Write a prediction bag at ``out`` from the ground truth of ``gt_bag``.
 
     Args:
@@ -74,6 +75,8 @@ def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] |
         latency_ms: ``frame index -> latency`` for ``/replay/latency`` (None: no latency topic).
         receive_delay_ns: output name (or ``latency``) -> how long after its stamp a message is
             logged, as a live recorder receives it (headers keep the camera stamp).
+        lost: output name -> frame indices whose message of that output is not written (lost on
+            the way while the frame's other outputs arrived).
     """
     edits = dict(edits or {})
     delay = dict(receive_delay_ns or {})
@@ -106,6 +109,8 @@ def write_prediction_bag(gt_bag: Path, out: Path, *, edits: Mapping[str, Edit] |
             if frame_of_log.get(log_ns, 0) < skip_frames:
                 continue
             topic, spec = GT_TO_OUTPUT[conn.topic]
+            if frame_of_log.get(log_ns, -1) in (lost or {}).get(spec.name, ()):
+                continue
             msg = reader.deserialize(raw, conn.msgtype)
             if spec.name in edits:
                 msg = edits[spec.name](msg)

@@ -70,9 +70,11 @@ def test_one_message_per_output_topic_per_camera_frame_with_the_node_types_and_s
     summary = deserialize_message(messages["/replay/summary"][0][2],
                                   rclpy_class("diagnostic_msgs/msg/DiagnosticArray"))
     assert summary.status[0].name == "replay"
+    outputs = {topic.removeprefix("/camera/").lstrip("/"): str(len(messages[topic]))
+               for topic in [*SINGLE_FRAME, *TWO_FRAME] if topic != "/replay/latency"}
     assert {k: v for k, v in key_values(summary).items() if k != "model"} == {
         "frames_in": str(FRAMES), "frames_out": str(FRAMES), "dropped": "0", "mode": "offline",
-        "rate": "n/a"}
+        "rate": "n/a", **{f"output {name}": n for name, n in outputs.items()}}
 
 
 def test_every_message_deserialises_with_rclpy_stamped_with_its_camera_frame(prediction: Path) -> None:
@@ -225,4 +227,8 @@ def test_a_frame_with_non_finite_outputs_writes_nothing_is_dropped_and_pairs_res
     assert {k: key_values(summary)[k] for k in ("frames_in", "frames_out", "dropped")} == {
         "frames_in": str(FRAMES), "frames_out": str(FRAMES - 1), "dropped": "1"}
     metrics = json.loads((tmp_path / "pred_report" / "metrics.json").read_text())
+    per_output = metrics["frames"].pop("per_output")
     assert metrics["frames"] == {"in": FRAMES, "out": FRAMES - 1, "dropped": 1}
+    assert (per_output["semantic"], per_output["motion_mask"]) == (FRAMES - 1, FRAMES - 3)
+    # the restarted pair is no loss: the report names no output as short
+    assert "frames only" not in (tmp_path / "pred_report" / "summary.md").read_text()

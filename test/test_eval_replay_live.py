@@ -8,14 +8,17 @@ must agree with the in-process replay of the same bag.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 
 from replay_helpers import FRAMES, key_values, rclpy_class, read_bag, synth
 from unified_perception.cli import main as cli_main
+from unified_perception.eval.prediction_bag import TWO_FRAME_OUTPUTS
+from unified_perception.eval.replay_recorder import cdr_header_stamp_ns
 from unified_perception.runtime.image_codec import decode_array
 
 RATE = "0.5"    # half the recorded 10 Hz: well within what the tiny model sustains on CPU
@@ -49,7 +52,27 @@ def test_live_replay_at_a_sustainable_rate_drops_nothing(replays) -> None:
     assert counts == (str(FRAMES), str(FRAMES), "0")
     assert (values["mode"], values["rate"]) == ("live", RATE)
     assert len(messages["/replay/latency"]) == FRAMES
-    assert len(messages["/camera/depth"]) == FRAMES
+    # Every output of every frame reached the recorder, and the summary counts them.
+    outputs = {key[len("output "):]: int(v) for key, v in values.items() if key.startswith("output ")}
+    assert set(outputs) >= {"depth", "semantic", "instances", "panoptic", "motion_mask",
+                            "scene_flow", "odometry", "steering/angle"}
+    # (two-frame outputs start at the second frame)
+    assert outputs == {name: FRAMES - (name in TWO_FRAME_OUTPUTS) for name in outputs}
+    for topic in ("/camera/depth", "/camera/semantic", "/camera/instances", "/camera/panoptic"):
+        assert len(messages[topic]) == FRAMES, topic
+
+
+def test_the_recorder_reads_the_header_stamp_from_the_serialised_bytes() -> None:
+    image = rclpy_class("sensor_msgs/msg/Image")(encoding="mono8", height=1, width=2, step=2,
+                                                 data=b"\x01\x02")
+    image.header.stamp.sec, image.header.stamp.nanosec = 1_700_000_123, 456_789
+    image.header.frame_id = "front_optical"
+    little = serialize_message(image)
+    assert cdr_header_stamp_ns(little) == 1_700_000_123 * 1_000_000_000 + 456_789
+    big = bytes([0, 0, 0, 0]) + struct.pack(">iI", -2, 7) + little[12:]
+    assert cdr_header_stamp_ns(big) == -2 * 1_000_000_000 + 7
+    with pytest.raises(ValueError, match="no header stamp"):
+        cdr_header_stamp_ns(little[:9])
 
 
 def test_live_and_offline_replay_agree_on_every_frame_live_processed(replays) -> None:

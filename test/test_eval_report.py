@@ -22,7 +22,7 @@ FRAMES = 6
 REPORT_FILES = {"metrics.json", "summary.md", "semantic_iou.png", "depth_by_distance.png",
                 "trajectory.png", "steering.png", "latency.png", "montage.gif", "montage.png"}
 METRIC_KEYS = {
-    "frames": {"in", "out", "dropped"},
+    "frames": {"in", "out", "dropped", "per_output"},
     "depth": {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"},
     "semantic": {"miou", "per_class"},
     "panoptic": {"pq", "sq", "rq", "pq_things", "pq_stuff"},
@@ -61,7 +61,9 @@ def _metrics(report: Path) -> dict:
 
 def test_ground_truth_scored_against_itself_is_perfect_in_every_task(perfect_report: Path) -> None:
     m = _metrics(perfect_report)
-    assert m["frames"] == {"in": FRAMES, "out": FRAMES, "dropped": 0}
+    assert m["frames"] == {"in": FRAMES, "out": FRAMES, "dropped": 0, "per_output": {
+        name: FRAMES for name in ("depth", "semantic", "instances", "panoptic", "motion_mask",
+                                  "scene_flow", "odometry", "steering/angle")}}
     assert m["depth"] == {"abs_rel": 0.0, "sq_rel": 0.0, "rmse": 0.0, "rmse_log": 0.0,
                           "a1": 1.0, "a2": 1.0, "a3": 1.0}
     assert m["semantic"]["miou"] == 1.0 and set(m["semantic"]["per_class"].values()) == {1.0}
@@ -184,7 +186,10 @@ def test_dropped_frames_and_missing_outputs_are_counted_and_explained(
                                 leave_out=("motion_mask", "scene_flow"))
     report = evaluate_bags(pred, gt_bag, tmp_path / "report", quiet=True)
     m = _metrics(report)
-    assert m["frames"] == {"in": FRAMES, "out": FRAMES - 2, "dropped": 2}
+    assert {k: m["frames"][k] for k in ("in", "out", "dropped")} == \
+        {"in": FRAMES, "out": FRAMES - 2, "dropped": 2}
+    assert "motion_mask" not in m["frames"]["per_output"]
+    assert "frames only" not in (report / "summary.md").read_text()
     for task in ("motion", "scene_flow"):
         assert m[task] is None and m["baselines"][task] is None
     assert m["latency_ms"] is None and m["depth"]["abs_rel"] == 0.0
@@ -194,6 +199,19 @@ def test_dropped_frames_and_missing_outputs_are_counted_and_explained(
     with Image.open(report / "montage.gif") as gif:
         assert gif.n_frames == FRAMES - 2
     assert not (report / "latency.png").exists()
+
+
+def test_outputs_lost_for_some_frames_are_counted_per_output_and_named_in_the_summary(
+        gt_bag: Path, tmp_path: Path) -> None:
+    pred = write_prediction_bag(gt_bag, tmp_path / "pred", latency_ms=None,
+                                lost={"semantic": (1, 4), "instances": (2,)})
+    report = evaluate_bags(pred, gt_bag, tmp_path / "report", quiet=True)
+    frames = _metrics(report)["frames"]
+    assert (frames["out"], frames["dropped"]) == (FRAMES, 0)
+    assert (frames["per_output"]["semantic"], frames["per_output"]["instances"],
+            frames["per_output"]["depth"]) == (FRAMES - 2, FRAMES - 1, FRAMES)
+    assert (f"{FRAMES} with outputs, 0 dropped; semantic in {FRAMES - 2}, instances in "
+            f"{FRAMES - 1} frames only") in (report / "summary.md").read_text()
 
 
 def test_headerless_steering_pairs_with_its_frame_when_outputs_arrive_late(

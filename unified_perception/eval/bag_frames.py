@@ -236,7 +236,17 @@ class FramePairs:
         frames_in = int(self.gt_frame_stamps.size)
         if not self.camera_topic and self.summary().get("frames_in", "").isdigit():
             frames_in = int(self.summary()["frames_in"])
-        return ReplayCounts(max(frames_in, int(self.stamps_ns.size)), int(self.stamps_ns.size))
+        return ReplayCounts(max(frames_in, int(self.stamps_ns.size)), int(self.stamps_ns.size),
+                            self._frames_per_output())
+
+    def _frames_per_output(self) -> dict[str, int]:
+        """Output name -> how many of the matched frames have it."""
+        series = {key: self.pred.index[topic].stamp_ns for key, topic in self.pred_image_topics.items()}
+        if self.pred_odometry in self.pred.index:
+            series[topics.ODOMETRY.name] = self.pred.index[self.pred_odometry].stamp_ns
+        if self.pred_steering in self.pred.index:
+            series[topics.STEERING_ANGLE.name] = self._pred_series(self.pred_steering).stamp_ns
+        return {key: int(np.isin(self.stamps_ns, stamps).sum()) for key, stamps in series.items()}
 
     def poses(self) -> tuple[PoseSeries, PoseSeries] | None:
         """Predicted and ground-truth poses at matched stamps, or None if either bag lacks them."""

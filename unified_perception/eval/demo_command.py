@@ -180,8 +180,7 @@ def _run(args: argparse.Namespace, model: Path, out: Path) -> DemoRecord:
     counts = _stage(3, f"live replay through the node at {rate * DRIVE_FPS:.2f} frames/s "
                        f"(~{args.frames / (rate * DRIVE_FPS):.0f} s) -> {predictions}", seconds,
                     "replay", lambda: _replay(drive, model, predictions, rate))
-    print(f"    {counts.frames_in} frames played, {counts.frames_out} with outputs, "
-          f"{counts.dropped} dropped")
+    print(f"    {counts.describe()}")
     report = out / REPORT
     _stage(4, f"scoring against the ground truth -> {report}", seconds, "evaluate",
            lambda: _evaluate(predictions, drive, report))

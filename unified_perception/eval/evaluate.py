@@ -186,7 +186,8 @@ def _metrics(pairs: FramePairs, scores: _Scores) -> dict[str, Any]:
         model[task] = result.model if result else None
         baseline[task] = result.baseline if result else None
     metrics: dict[str, Any] = {"frames": {"in": counts.frames_in, "out": counts.frames_out,
-                                          "dropped": counts.dropped}}
+                                          "dropped": counts.dropped,
+                                          "per_output": dict(counts.per_output)}}
     metrics.update({task: model[task] for task in REPORT_KEYS})
     metrics["latency_ms"] = score_latency(scores.latency_ms) if scores.latency_ms is not None else None
     metrics["baselines"] = {task: baseline[task] for task in REPORT_KEYS}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from unified_perception.eval.summary import incomplete_outputs
+
 
 @dataclass(frozen=True)
 class Target:
@@ -111,7 +113,7 @@ def frames_line(metrics: Mapping[str, Any]) -> str:
     """``frames: 100 in, 100 scored, 0 dropped; latency p50 120 ms, p95 180 ms``."""
     frames = metrics.get("frames") or {}
     text = (f"frames: {frames.get('in', '?')} played, {frames.get('out', '?')} with outputs, "
-            f"{frames.get('dropped', '?')} dropped")
+            f"{frames.get('dropped', '?')} dropped" + incomplete_outputs(frames))
     latency = metrics.get("latency_ms")
     if isinstance(latency, Mapping):
         text += (f"; node latency per frame p50 {latency.get('p50')} ms, p95 {latency.get('p95')} ms")

@@ -12,15 +12,16 @@ Layout (``--out NAME`` -> ``NAME/metadata.yaml`` + ``NAME/NAME_0.mcap``, as ``ro
 * ``/replay/latency`` (``diagnostic_msgs/DiagnosticArray``): one per processed frame, stamped with
   it; ``status[0].name == "replay"``, values ``latency_ms`` and ``mode`` (offline | live).
 * ``/replay/summary`` (same type): once at the end, values ``frames_in``, ``frames_out``,
-  ``dropped``, ``mode``, ``model``, ``rate``.
+  ``dropped``, ``mode``, ``model``, ``rate`` and ``output <name>`` (messages recorded per output,
+  e.g. ``output semantic``).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from rosbags.rosbag2 import Writer
 
@@ -36,6 +37,20 @@ RECORDED_OUTPUTS: tuple[topics.TopicSpec, ...] = (
 
 STATUS_NAME = "replay"
 
+TWO_FRAME_OUTPUTS = frozenset(spec.name for spec in (
+    topics.MOTION_MASK, topics.SCENE_FLOW, topics.SCENE_FLOW_POINTS, topics.ODOMETRY))
+"""Outputs of a frame PAIR: the first frame the node runs has none (no previous frame)."""
+
+
+def short_outputs(per_output: Mapping[str, int], frames_out: int) -> dict[str, int]:
+    """Outputs present in fewer frames than expected -> their frame count. A single-frame output
+    is expected for every frame with outputs; :data:`TWO_FRAME_OUTPUTS` only for frames with a
+    previous frame (not the first, nor one where the pair restarted), which the bag cannot tell,
+    so they are checked against each other: each is expected as often as the most frequent."""
+    pair_frames = max((n for name, n in per_output.items() if name in TWO_FRAME_OUTPUTS), default=0)
+    return {name: n for name, n in per_output.items()
+            if n < (pair_frames if name in TWO_FRAME_OUTPUTS else frames_out)}
+
 
 def output_topic(spec: topics.TopicSpec, camera: str) -> str:
     """Absolute topic of an output: ``/<camera>/<name>`` per camera, ``/<name>`` otherwise."""
@@ -45,14 +60,31 @@ def output_topic(spec: topics.TopicSpec, camera: str) -> str:
 
 @dataclass(frozen=True)
 class ReplayCounts:
-    """Frames published into the model (``frames_in``) and frames with at least one output."""
+    """Frames published into the model (``frames_in``), frames with at least one output
+    (``frames_out``) and, per output name (``semantic``, ``odometry``, ...), the frames that have
+    it (``per_output``; outputs the model lacks are left out). An output short of what
+    :func:`short_outputs` expects was published for fewer frames or lost on the way: its metrics
+    cover only those frames."""
 
     frames_in: int
     frames_out: int
+    per_output: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def dropped(self) -> int:
         return self.frames_in - self.frames_out
+
+    def incomplete(self) -> dict[str, int]:
+        """Outputs present in fewer frames than expected (:func:`short_outputs`) -> frames."""
+        return short_outputs(self.per_output, self.frames_out)
+
+    def describe(self) -> str:
+        """``100 frames in, 100 with outputs, 0 dropped`` (+ ``; semantic in 97 only``)."""
+        text = f"{self.frames_in} frames in, {self.frames_out} with outputs, {self.dropped} dropped"
+        missing = self.incomplete()
+        if missing:
+            text += "; " + ", ".join(f"{name} in {n}" for name, n in missing.items()) + " only"
+        return text
 
 
 class PredictionBag:
@@ -69,6 +101,7 @@ class PredictionBag:
                 offered_qos_profiles=[qos()])
             for spec in specs}
         self.counts = {topic: 0 for topic in self._connections}
+        """Messages written per topic."""
 
     def write(self, topic: str, stamp_ns: int, cdr: bytes) -> None:
         """One serialised message on ``topic``, logged at the camera frame's stamp."""
@@ -84,9 +117,16 @@ class PredictionBag:
                              stamp_ns)
         self.write(topics.REPLAY_LATENCY.name, stamp_ns, bm.serialize(msg))
 
+    def output_counts(self) -> dict[str, int]:
+        """Messages written per output name (``semantic``, ``odometry``, ...); outputs never
+        written (tasks the model lacks) are left out."""
+        return {spec.name: self.counts[topic] for spec, topic in self.topics.items()
+                if self.counts[topic]}
+
     def write_summary(self, stamp_ns: int, counts: ReplayCounts, model: str, rate: str) -> None:
         values = {"frames_in": counts.frames_in, "frames_out": counts.frames_out,
-                  "dropped": counts.dropped, "mode": self.mode, "model": model, "rate": rate}
+                  "dropped": counts.dropped, "mode": self.mode, "model": model, "rate": rate,
+                  **{f"output {name}": n for name, n in counts.per_output.items()}}
         self.write(topics.REPLAY_SUMMARY.name, stamp_ns,
                    bm.serialize(bm.diagnostics(STATUS_NAME, values, stamp_ns)))
 

@@ -60,8 +60,7 @@ def main(args: argparse.Namespace) -> int:
     except ReplayError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
-    print(f"replay ({'live' if args.live else 'offline'}): {counts.frames_in} frames in, "
-          f"{counts.frames_out} with outputs, {counts.dropped} dropped -> {args.out}")
+    print(f"replay ({'live' if args.live else 'offline'}): {counts.describe()} -> {args.out}")
     if has_ground_truth:
         return _evaluate(args.out, args.bag, report, args.topics, args.quiet)
     return 0

@@ -173,6 +173,6 @@ def _write_timing(bag: PredictionBag, sent: dict[int, float], received: dict[int
     out = [stamp for stamp in sent if stamp in received]
     for stamp in out:
         bag.write_latency(stamp, (received[stamp] - sent[stamp]) * 1e3)
-    counts = ReplayCounts(len(sent), len(out))
+    counts = ReplayCounts(len(sent), len(out), bag.output_counts())
     bag.write_summary(max(sent, default=0), counts, str(model), f"{options.rate:g}")
     return counts

@@ -96,4 +96,4 @@ def replay_offline(source: InputBag, replay: OfflineReplay, bag: PredictionBag,
         frames_in += 1
         frames_out += replay.process(frame, bag)
         last_ns = frame.stamp_ns
-    return ReplayCounts(frames_in, frames_out), last_ns
+    return ReplayCounts(frames_in, frames_out, bag.output_counts()), last_ns

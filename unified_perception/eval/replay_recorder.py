@@ -1,7 +1,10 @@
 """Live replay's recorder: subscribes to every output topic of the node and writes what arrives.
 
-Each message is serialised with ``rclpy.serialization`` straight into the prediction bag, logged at
-its header stamp (the camera frame's stamp). ``steering/angle`` (``std_msgs/Float32``) has no
+Subscriptions are raw: each message arrives as its CDR bytes and goes into the prediction bag as
+is, logged at its header stamp (the camera frame's stamp, read from the bytes). Nothing is
+deserialised or serialised again, so the recorder keeps up with 13 topics while the node takes
+most of the CPU (with deserialising callbacks a busy 2-core machine lost images from the node's
+short reliable output queues). ``steering/angle`` (``std_msgs/Float32``) has no
 header: the node publishes it together with ``steering/marker`` of the same command, so the k-th
 angle is logged at the stamp of the k-th marker. The receive time (monotonic) of the last output
 of each stamp is kept for the latency.
@@ -10,6 +13,7 @@ of each stamp is kept for the latency.
 from __future__ import annotations
 
 import importlib
+import struct
 import threading
 import time
 from collections import deque
@@ -17,7 +21,6 @@ from typing import Any, Callable
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import serialize_message
 
 from unified_perception import topics
 from unified_perception.eval.prediction_bag import PredictionBag
@@ -34,8 +37,20 @@ def rclpy_class(msg_type: str) -> Any:
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
-def stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+CDR_HEADER_BYTES = 4
+"""The encapsulation header in front of every serialised message; its second byte is 1 for
+little-endian CDR, 0 for big-endian."""
+
+
+def cdr_header_stamp_ns(cdr: bytes) -> int:
+    """The ``header.stamp`` (ns) of a serialised message whose first field is a
+    ``std_msgs/Header`` (its ``builtin_interfaces/Time``: int32 sec, uint32 nanosec, right after
+    the encapsulation header)."""
+    if len(cdr) < CDR_HEADER_BYTES + 8:
+        raise ValueError(f"a serialised message of {len(cdr)} bytes has no header stamp")
+    order = "<" if cdr[1] & 1 else ">"
+    sec, nanosec = struct.unpack_from(order + "iI", cdr, CDR_HEADER_BYTES)
+    return sec * 1_000_000_000 + nanosec
 
 
 class OutputRecorder:
@@ -53,7 +68,7 @@ class OutputRecorder:
         self.last_receive_s = time.monotonic()
         self.subscriptions = [
             node.create_subscription(rclpy_class(spec.msg_type), topic, self._callback(spec, topic),
-                                     RECORD_QOS)
+                                     RECORD_QOS, raw=True)
             for spec, topic in bag.topics.items()]
 
     def connected(self) -> bool:
@@ -66,15 +81,14 @@ class OutputRecorder:
             return dict(self._received_s)
 
     def _callback(self, spec: topics.TopicSpec, topic: str) -> Callable[[Any], None]:
-        def store(msg: Any) -> None:
+        def store(data: bytes) -> None:
             now_s = time.monotonic()
-            data = serialize_message(msg)
             with self._lock:
                 self.last_receive_s = now_s
                 if spec is topics.STEERING_ANGLE:
                     self._angles.append(data)
                 else:
-                    ns = stamp_ns(msg)
+                    ns = cdr_header_stamp_ns(data)
                     self._bag.write(topic, ns, data)
                     self._received_s[ns] = now_s
                     if spec is topics.STEERING_MARKER:

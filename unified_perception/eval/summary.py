@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
+from unified_perception.eval.prediction_bag import short_outputs
 from unified_perception.eval.scoring import LATENCY_KEYS, REPORT_KEYS
 
 HIGHER_IS_BETTER = {"a1", "a2", "a3", "miou", "pq", "sq", "rq", "pq_things", "pq_stuff", "iou",
@@ -84,12 +85,26 @@ def class_table(metrics: Mapping[str, object]) -> list[str]:
     return lines
 
 
+def incomplete_outputs(frames: Mapping[str, Any]) -> str:
+    """``; semantic in 97, instances in 95 frames only`` for outputs missing from some of the
+    frames with outputs (:func:`short_outputs`; "" when every output came for every frame)."""
+    out = frames.get("out")
+    short = short_outputs(frames.get("per_output") or {}, out) if isinstance(out, int) else {}
+    if not short:
+        return ""
+    return "; " + ", ".join(f"{name} in {n}" for name, n in short.items()) + " frames only"
+
+
 def render_summary(metrics: Mapping[str, object], context: SummaryContext) -> str:
     """The whole summary.md text."""
     frames: Mapping[str, int] = metrics["frames"]  # type: ignore[assignment]
     lines = ["# Evaluation report", "",
              f"- predictions: `{context.pred_bag}`", f"- ground truth: `{context.gt_bag}`",
-             f"- frames: {frames['in']} in, {frames['out']} with outputs, {frames['dropped']} dropped",
+             f"- frames: {frames['in']} in, {frames['out']} with outputs, {frames['dropped']} dropped"
+             + incomplete_outputs(frames),
+             *([f"- frames per output: " + ", ".join(f"{name} {n}" for name, n in
+                                                     frames["per_output"].items())]
+               if frames.get("per_output") else []),
              *(f"- {note}" for note in context.notes), "",
              "## Scores", "", "↑ higher is better, ↓ lower is better; – = undefined or not scored.", "",
              *score_table(metrics, context), ""]
