@@ -172,6 +172,8 @@ def test_launch_file_parses_and_names_what_exists() -> None:
     assert constants["NODE_NAME"] == NODE_NAME
     assert constants["PACKAGE"] == "unified_perception"
     assert '"config", "car.yaml"' in LAUNCH.read_text() and CAR_YAML.is_file()
+    assert (REPO / "config" / constants["FASTDDS_PROFILE"]).is_file()       # the node's DDS profile
+    assert "additional_env=_fastdds_environment()" in LAUNCH.read_text()
     assert "LifecycleNode" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 

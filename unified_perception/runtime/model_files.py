@@ -1,4 +1,4 @@
-"""Where the package's models live and how a ``model_path`` value becomes a file.
+"""Where the package's models (and other shipped files) live and how a ``model_path`` value becomes a file.
 
 The shipped model (:data:`SHIPPED_MODEL`, trained by the committed synthetic recipe chain) sits in
 the repository's ``models/`` and is installed into ``share/unified_perception/models`` (setup.py
@@ -25,23 +25,34 @@ class ModelLoadError(RuntimeError):
     """The model file is missing or ONNX Runtime cannot load it. The message says what to do."""
 
 
-def models_folders() -> tuple[Path, ...]:
-    """The package's model folders, in lookup order: the checkout's ``models/`` (when running from
-    the sources), the ament share folder (colcon install), ``sys.prefix`` share (pip install)."""
+def package_folders(kind: str) -> tuple[Path, ...]:
+    """The package's ``kind`` folders (``models``, ``config``), in lookup order: the checkout's
+    (when running from the sources), the ament share folder's (colcon install), ``sys.prefix``
+    share's (pip install)."""
     root = Path(__file__).resolve().parents[2]
     checkout = (root / "package.xml").is_file() and (root / "setup.py").is_file()
-    folders = [root / "models"] if checkout else []
+    folders = [root / kind] if checkout else []
     try:
         from ament_index_python.packages import get_package_share_directory
-        folders.append(Path(get_package_share_directory(PACKAGE)) / "models")
+        folders.append(Path(get_package_share_directory(PACKAGE)) / kind)
     except Exception:  # no ament index, or the package is not installed with colcon
         pass
-    folders.append(Path(sys.prefix) / "share" / PACKAGE / "models")
+    folders.append(Path(sys.prefix) / "share" / PACKAGE / kind)
     unique: list[Path] = []
     for folder in folders:
         if folder not in unique:
             unique.append(folder)
     return tuple(unique)
+
+
+def models_folders() -> tuple[Path, ...]:
+    """The package's model folders in lookup order (:func:`package_folders`)."""
+    return package_folders("models")
+
+
+def package_config_file(name: str) -> Path | None:
+    """The first of the package's ``config`` folders holding ``name``; None when none does."""
+    return next((f / name for f in package_folders("config") if (f / name).is_file()), None)
 
 
 def resolve_model_path(model_path: str, folders: Sequence[Path] | None = None) -> Path:
