@@ -231,6 +231,9 @@ def precision_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -
     return rows, asdict(agreement)
 
 
+HELD_OUT_DRIVE_FRAMES = 100
+"""Frames of the held-out drive the trained model is scored on in float32 and INT8."""
+
 TRAINED_METRICS = (("depth", "abs_rel"), ("depth", "a1"), ("semantic", "miou"), ("panoptic", "pq"),
                    ("motion", "iou"), ("scene_flow", "epe3d"), ("odometry", "ate_m"),
                    ("odometry", "rpe_rot_deg"), ("steering", "rmse_deg"))
@@ -249,7 +252,7 @@ def trained_section(model: Path, work: Path, effort: Effort) -> tuple[list[Row],
     engine.close()
     size = f"{h}x{w}"
     calibration, held_out = work / f"trained_calibration_{size}", work / f"trained_held_out_{size}"
-    for bag, seed, frames in ((calibration, 7, effort.calibration_frames), (held_out, 2029, 40)):
+    for bag, seed, frames in ((calibration, 7, effort.calibration_frames), (held_out, 2029, HELD_OUT_DRIVE_FRAMES)):
         assert cli_main(["synth", "--out", str(bag), "--frames", str(frames), "--seed", str(seed),
                          "--size", size, "--quiet"]) == 0
     int8 = work / "trained_int8.onnx"
@@ -260,7 +263,7 @@ def trained_section(model: Path, work: Path, effort: Effort) -> tuple[list[Row],
         pred = work / f"trained_pred_{name}"
         assert cli_main(["replay", str(held_out), "--model", str(path), "--out", str(pred), "--quiet"]) == 0
         metrics[name] = json.loads((Path(f"{pred}_report") / "metrics.json").read_text())
-    section = f"trained model {model.name}: float32 vs INT8 on a held-out drive (seed 2029, 40 frames)"
+    section = f"trained model {model.name}: float32 vs INT8 on a held-out drive (seed 2029, {HELD_OUT_DRIVE_FRAMES} frames)"
     rows = []
     for task, key in TRAINED_METRICS:
         ref = (metrics["float32"].get(task) or {}).get(key)

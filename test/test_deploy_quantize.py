@@ -19,6 +19,7 @@ from unified_perception.deploy.agreement import compare_models
 from unified_perception.deploy.quantize import model_frames
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
+from unified_perception.train.export_fp16 import store_weights_fp16
 
 # Tolerances of the INT8 model against float32 on the tiny random model (random weights make
 # near-ties in the argmax and the softmax common, so these are looser than on a trained model).
@@ -83,6 +84,25 @@ def test_convolutions_run_in_int8_and_the_state_inputs_are_calibrated(quantized:
     ranges = {n.input[0]: float(onnx.numpy_helper.to_array(weights[n.input[1]]))
               for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in quantized_states}
     assert all(scale > 0 for scale in ranges.values()), ranges   # calibrated on non-zero state
+
+
+def test_a_model_with_float16_stored_weights_gets_int8_convolutions_like_its_float32_export(
+        quantized: Path, tiny_model_path: Path, bags: tuple[Path, Path], tmp_path: Path) -> None:
+    proto = onnx.load(str(tiny_model_path))
+    store_weights_fp16(proto)
+    half = tmp_path / "tiny_fp16w.onnx"
+    onnx.save(proto, str(half))
+    out = tmp_path / "tiny_fp16w_int8.onnx"
+    assert cli_main(["quantize", str(half), "--calibration", str(bags[0]), "--out", str(out),
+                     "--frames", "5"]) == 0
+    graph = onnx.load(str(out)).graph
+
+    def int8_kernels(g: onnx.GraphProto) -> set[tuple[int, ...]]:
+        return {tuple(i.dims) for i in g.initializer
+                if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4}
+
+    assert int8_kernels(graph) == int8_kernels(onnx.load(str(quantized)).graph)
+    assert not any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
 
 
 def test_outputs_keep_their_dtypes_and_follow_the_float_model(quantized: Path, tiny_model_path: Path,

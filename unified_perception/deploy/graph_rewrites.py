@@ -159,6 +159,25 @@ def drop_unused_initializers(graph: onnx.GraphProto) -> int:
     return removed
 
 
+def restore_fp32_weights(proto: onnx.ModelProto) -> int:
+    """Undo float16 weight storage (``export --weights-fp16``): every ``Cast`` to float32 of a
+    float16 initializer becomes a float32 initializer under the Cast's output name (the values
+    the float16 file computes with, exactly). A quantizer looks for weights among the
+    initializers, so without this the convolutions of a float16-stored file would keep float
+    weights. Modifies ``proto`` in place; returns how many weights were restored."""
+    graph = proto.graph
+    fp16 = {init.name: init for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT16}
+    casts = [n for n in graph.node if n.op_type == "Cast" and len(n.input) == 1 and n.input[0] in fp16
+             and {a.name: helper.get_attribute_value(a) for a in n.attribute}.get("to")
+             == onnx.TensorProto.FLOAT]
+    for cast in casts:
+        values = numpy_helper.to_array(fp16[cast.input[0]]).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(values, cast.output[0]))
+        graph.node.remove(cast)
+    drop_unused_initializers(graph)
+    return len(casts)
+
+
 def rewrite_for_speed(proto: onnx.ModelProto) -> dict[str, int]:
     """Apply every rewrite of this module to ``proto`` in place; returns how many of each."""
     counts = {"inner_softmax": decompose_inner_softmax(proto), "square_pow": square_pow_as_mul(proto),

@@ -41,7 +41,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 
 from unified_perception.contract import IMAGE, ContractError, MetadataKey
-from unified_perception.deploy.graph_rewrites import rewrite_for_speed
+from unified_perception.deploy.graph_rewrites import restore_fp32_weights, rewrite_for_speed
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.eval.replay_settings import ReplayError
 from unified_perception.runtime.engine import check_session
@@ -179,6 +179,7 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
     with _open_bag(calibration_bag, topic_map) as bag, \
             tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         source = Path(tmp) / f"float_{model.name}"
+        restore_fp32_weights(proto)     # float16-stored weights: quantize the weights themselves
         rewrite_for_speed(proto)    # a model exported before the rewrites existed gets them too
         onnx.save(proto, str(source))
         reader = BagCalibrationReader(source, bag, frames)
