@@ -11,7 +11,6 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -66,22 +65,10 @@ def zero_feeds(session: ort.InferenceSession, batch: int = 1) -> dict[str, np.nd
     return feeds
 
 
-@dataclass(frozen=True)
-class CpuSettings:
-    """The ONNX Runtime CPU settings of every engine of a benchmark run."""
-
-    threads: int = 0            # intra-op threads, 0 = ONNX Runtime's default (one per core)
-    spinning: bool = False      # intra-op threads spin-wait between operators (dedicated cores)
-
-    def describe(self) -> str:
-        return (f"intra-op threads {self.threads or 'default'}, spinning "
-                f"{'on (dedicated cores)' if self.spinning else 'off (the node default)'}")
-
-
-def cpu_engine(model: Path, cpu: CpuSettings = CpuSettings()) -> InferenceEngine:
-    """The runtime engine on the CPU provider with ``cpu``'s threads and spinning."""
-    return InferenceEngine(EngineConfig(str(model), providers=("cpu",), intra_op_threads=cpu.threads,
-                                        intra_op_spinning=cpu.spinning), log=lambda _: None)
+def cpu_engine(model: Path, threads: int = 0) -> InferenceEngine:
+    """The runtime engine on the CPU provider (``threads`` intra-op threads, 0 = its default)."""
+    return InferenceEngine(EngineConfig(str(model), providers=("cpu",), intra_op_threads=threads),
+                           log=lambda _: None)
 
 
 def engine_step(engine: InferenceEngine, cameras: int = 1, seed: int = 0) -> Callable[[], Any]:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench_models import REPO, CpuSettings, cpu_engine, export_light_model, parse_size
+from bench_models import REPO, export_light_model, parse_size
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -42,7 +42,7 @@ from unified_perception import topics  # noqa: E402
 from unified_perception.ros import builders  # noqa: E402
 from unified_perception.ros.publishers import _MSG_TYPES  # noqa: E402
 from unified_perception.runtime.colorize import colorize_semantic, semantic_palette  # noqa: E402
-from unified_perception.runtime.engine import CameraFrame  # noqa: E402
+from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
 from unified_perception.runtime.image_codec import decode_any_rgb  # noqa: E402
 from unified_perception.runtime.postprocess import instances_u16, motion_mask  # noqa: E402
 from unified_perception.runtime.preprocess import batch_images, intrinsics_from_normalized  # noqa: E402
@@ -114,13 +114,11 @@ class OutputProbe:
             return max(self.received.values()) if len(self.received) == len(self.topics) else None
 
 
-def start_node(model: Path, env: dict[str, str], cpu: CpuSettings = CpuSettings()) -> subprocess.Popen:
+def start_node(model: Path, env: dict[str, str]) -> subprocess.Popen:
     code = "import sys; from unified_perception.ros.node_main import run; sys.exit(run(sys.argv))"
     return subprocess.Popen(
         [sys.executable, "-c", code, "--ros-args", "-p", f"model_path:={model}",
          "-p", "providers:=[cpu]", "-p", f"cameras:=[{CAMERA}]", "-p", "max_gap_s:=30.0",
-         "-p", f"intra_op_threads:={cpu.threads}",
-         "-p", f"intra_op_spinning:={'true' if cpu.spinning else 'false'}",
          "-p", "steering.stale_timeout_s:=10.0", "-p", "publish_tf:=false"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -129,9 +127,8 @@ class RunningNode:
     """The node as its own process with a probe in this one; :meth:`frame_ms` sends one frame and
     returns ms until the last of all its outputs arrived (None on timeout). A context manager."""
 
-    def __init__(self, model: Path, camera_hw: tuple[int, int] = CAMERA_HW, timeout_s: float = 20.0,
-                 cpu: CpuSettings = CpuSettings()) -> None:
-        self.model, self.timeout_s, self.cpu = model, timeout_s, cpu
+    def __init__(self, model: Path, camera_hw: tuple[int, int] = CAMERA_HW, timeout_s: float = 20.0) -> None:
+        self.model, self.timeout_s = model, timeout_s
         self.image, self.info = camera_message(camera_hw)
 
     def __enter__(self) -> "RunningNode":
@@ -140,7 +137,7 @@ class RunningNode:
         env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
         os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
                                                "FASTDDS_DEFAULT_PROFILES_FILE")})
-        self.process = start_node(self.model, env, self.cpu)
+        self.process = start_node(self.model, env)
         self.context = Context()
         rclpy.init(context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -177,16 +174,16 @@ class RunningNode:
         rclpy.shutdown(context=self.context)
 
 
-def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMERA_HW,
-                    cpu: CpuSettings = CpuSettings()) -> tuple[np.ndarray, np.ndarray]:
+def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMERA_HW
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """``frames`` end-to-end latencies of the node and as many bare ``InferenceEngine.infer``
     calls on the same camera image (resize included, state carried), interleaved frame by frame
     so that both see the same machine load. ms."""
-    engine = cpu_engine(model, cpu)
+    engine = InferenceEngine(EngineConfig(str(model), providers=("cpu",)), log=lambda _: None)
     rgb = decode_any_rgb(camera_message(camera_hw)[0])
     engine.infer([CameraFrame(CAMERA, rgb, 0.0)])
     node_ms, bare_ms = [], []
-    with RunningNode(model, camera_hw, cpu=cpu) as node:
+    with RunningNode(model, camera_hw) as node:
         for i in range(frames):
             if (ms := node.frame_ms()) is not None:
                 node_ms.append(ms)
@@ -206,10 +203,9 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     return float(np.median(samples))
 
 
-def node_breakdown_ms(model: Path, repeats: int, camera_hw: tuple[int, int] = CAMERA_HW,
-                      cpu: CpuSettings = CpuSettings()) -> dict[str, float]:
+def node_breakdown_ms(model: Path, repeats: int, camera_hw: tuple[int, int] = CAMERA_HW) -> dict[str, float]:
     """Median ms of each step the node performs on one frame (in this process)."""
-    engine = cpu_engine(model, cpu)
+    engine = InferenceEngine(EngineConfig(str(model), providers=("cpu",)), log=lambda _: None)
     msg, _ = camera_message(camera_hw)
     rgb = decode_any_rgb(msg)
     size = engine.input_size

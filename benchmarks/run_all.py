@@ -1,11 +1,9 @@
 """Every efficiency claim of the unified encoder, measured side by side in one run on this machine.
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--sizes 96x320 192x640] [--threads 0] [--spinning]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--sizes 96x320 192x640] [--threads 0]
 
 Random ``light`` resnet18 models (speed does not depend on the weights), exported here, run through
-the runtime engine (:class:`InferenceEngine`, ONNX Runtime CPU provider, its default settings;
-``--spinning``: every engine and the node with ``intra_op_spinning``, the setting for cores that
-run nothing else, where threads spin-wait between operators instead of sleeping).
+the runtime engine (:class:`InferenceEngine`, ONNX Runtime CPU provider, its default settings).
 Candidates that are compared are timed in interleaved rounds so that the machine's load hits them
 alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show checks use it):
 
@@ -41,7 +39,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bench_models import (REPO, CpuSettings, cpu_engine, engine_step, export_light_model, interleaved_ms,
+from bench_models import (REPO, cpu_engine, engine_step, export_light_model, interleaved_ms,
                           machine, machine_line, parse_size)
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
 
@@ -83,12 +81,12 @@ def ratio(a: float, b: float) -> float:
     return round(a / b, 3)
 
 
-def dedicated_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> list[Row]:
+def dedicated_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
     """Unified pass vs each dedicated model and their sum."""
     h, w = parse_size(size)
     paths = {"unified": export_light_model(h, w, work),
              **{t: export_light_model(h, w, work, task=t) for t in DEDICATED_TASKS}}
-    engines = {name: cpu_engine(path, cpu) for name, path in paths.items()}
+    engines = {name: cpu_engine(path, threads) for name, path in paths.items()}
     ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
     for engine in engines.values():
         engine.close()
@@ -101,11 +99,11 @@ def dedicated_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -
     return rows
 
 
-def encoder_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> tuple[list[Row], dict[str, float]]:
+def encoder_section(size: str, work: Path, effort: Effort, threads: int) -> tuple[list[Row], dict[str, float]]:
     """State-cached unified pass vs the same plus one and two more encoder passes per frame."""
     h, w = parse_size(size)
-    unified = cpu_engine(export_light_model(h, w, work), cpu)
-    encoder = cpu_engine(export_light_model(h, w, work, task="steering"), cpu)
+    unified = cpu_engine(export_light_model(h, w, work), threads)
+    encoder = cpu_engine(export_light_model(h, w, work, task="steering"), threads)
     run_unified, run_encoder = engine_step(unified), engine_step(encoder, seed=1)
 
     def re_encode() -> None:
@@ -153,13 +151,13 @@ def floor_section(size: str, floor: dict[str, float]) -> list[Row]:
                 "ratio = unified / floor")]
 
 
-def node_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> list[Row]:
+def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
     """The node end to end vs the bare engine call, and the node's own steps."""
     from bench_node_overhead import node_breakdown_ms, node_vs_bare_ms
 
     model = export_light_model(*parse_size(size), work)
-    node_ms, bare_ms = node_vs_bare_ms(model, effort.node_frames, cpu=cpu)
-    steps = node_breakdown_ms(model, max(5, effort.node_frames), cpu=cpu)
+    node_ms, bare_ms = node_vs_bare_ms(model, effort.node_frames)
+    steps = node_breakdown_ms(model, max(5, effort.node_frames))
     section = f"node end to end vs bare engine, {size} model, 720x1280 rgb8 frames"
     rows = [Row(section, "bare engine call (resize + session + outputs)", p50(bare_ms), "ms"),
             Row(section, "node end to end (frame published -> last of all 13 outputs received, other process)",
@@ -170,9 +168,9 @@ def node_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> lis
     return rows
 
 
-def batch_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> list[Row]:
+def batch_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
     """Frames per second with 1, 2 and 6 cameras in one call."""
-    engine = cpu_engine(export_light_model(*parse_size(size), work), cpu)
+    engine = cpu_engine(export_light_model(*parse_size(size), work), threads)
     ms = interleaved_ms({str(n): engine_step(engine, n) for n in CAMERA_COUNTS},
                         effort.rounds, effort.per_round)
     engine.close()
@@ -184,7 +182,7 @@ def batch_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> li
             for n in CAMERA_COUNTS]
 
 
-def precision_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -> tuple[list[Row], dict[str, Any]]:
+def precision_section(size: str, work: Path, effort: Effort, threads: int) -> tuple[list[Row], dict[str, Any]]:
     """float32 vs INT8 vs float16-stored weights; INT8 agreement on a held-out synthetic bag."""
     from unified_perception.cli import main as cli_main
     from unified_perception.deploy.agreement import compare_models
@@ -206,8 +204,8 @@ def precision_section(size: str, work: Path, effort: Effort, cpu: CpuSettings) -
     assert cli_main(["quantize", str(fp32), "--calibration", str(bags["calibration"]), "--out", str(int8),
                      "--frames", str(effort.calibration_frames)]) == 0
     quantize_s = time.perf_counter() - start
-    engines = {"float32": cpu_engine(fp32, cpu), "INT8 (QDQ)": cpu_engine(int8, cpu),
-               "float16-stored weights": cpu_engine(fp16w, cpu)}
+    engines = {"float32": cpu_engine(fp32, threads), "INT8 (QDQ)": cpu_engine(int8, threads),
+               "float16-stored weights": cpu_engine(fp16w, threads)}
     ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
     for engine in engines.values():
         engine.close()
@@ -374,7 +372,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {machine_line(report['machine'])}.", "",
              f"Command: `{report['command']}` ({report['seconds']:.0f} s; light resnet18 models with "
              f"random weights, runtime engine on the ONNX Runtime CPU provider, "
-             f"{report['cpu']}; p50 of interleaved rounds).", "",
+             f"intra-op threads {report['threads'] or 'default'}; p50 of interleaved rounds).", "",
              "## Must show (demo size " + report["demo_size"] + ")", "",
              "| ratio | measured | target | met |", "|---|---:|---:|---|"]
     lines += [f"| {c['check']} | {c['value'] if c['value'] is not None else '-'} | <= {c['threshold']} | "
@@ -397,9 +395,6 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=None,
                         help="model sizes HxW, the demo size first (default 96x320 192x640; --quick: 96x320)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = ONNX Runtime default)")
-    parser.add_argument("--spinning", action="store_true",
-                        help="intra-op threads spin-wait between operators (intra_op_spinning: for "
-                             "cores that run nothing else); default off, as the node's default")
     parser.add_argument("--skip-node", action="store_true", help="leave out the ROS node section")
     parser.add_argument("--trained", type=Path, default=None,
                         help="also score this trained model and its INT8 version on a held-out drive "
@@ -410,27 +405,25 @@ def main() -> int:
     effort = QUICK if args.quick else FULL
     sizes = args.sizes or (["96x320"] if args.quick else ["96x320", "192x640"])
     start = time.perf_counter()
-    cpu = CpuSettings(args.threads, args.spinning)
     report: dict[str, Any] = {"machine": machine(), "demo_size": sizes[0], "threads": args.threads,
-                              "spinning": args.spinning, "cpu": cpu.describe(),
                               "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:])}
     rows: list[Row] = []
     agreement = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for size in sizes:
-            steps = [lambda: dedicated_section(size, work, effort, cpu),
-                     lambda: batch_section(size, work, effort, cpu)]
+            steps = [lambda: dedicated_section(size, work, effort, args.threads),
+                     lambda: batch_section(size, work, effort, args.threads)]
             for step in steps:
                 rows += step()
                 print(f"{rows[-1].section}: done ({time.perf_counter() - start:.0f} s)", flush=True)
-            encoder_rows, floor = encoder_section(size, work, effort, cpu)
+            encoder_rows, floor = encoder_section(size, work, effort, args.threads)
             rows += encoder_rows + floor_section(size, floor)
-            precision_rows, agreement[size] = precision_section(size, work, effort, cpu)
+            precision_rows, agreement[size] = precision_section(size, work, effort, args.threads)
             rows += precision_rows
             print(f"{size}: encoder, floor, precision done ({time.perf_counter() - start:.0f} s)", flush=True)
             if size == sizes[0] and not args.skip_node:
-                rows += node_section(size, work, effort, cpu)
+                rows += node_section(size, work, effort)
                 print(f"{size}: node done ({time.perf_counter() - start:.0f} s)", flush=True)
         trained = args.trained or REPO / "models" / "unified_synthetic_resnet18.onnx"
         if trained.is_file():
