@@ -19,6 +19,9 @@ alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show
 5. float32 vs INT8 (``unified-perception quantize``, calibrated on a synthetic bag) vs float16-stored
    weights, with the INT8 outputs' agreement with float32 on a held-out synthetic bag;
 6. the compute floor: total GFLOPs / the GFLOP/s the bare encoder reaches, and the model's ratio;
+   the floor and INT8 / float32 again for cores that run nothing else (``intra_op_spinning``:
+   threads spin-wait between operators), each model in its own session, one at a time (open
+   sessions' spinning threads would take the cores from the one being timed);
 7. GPU rows (CUDA / TensorRT fp16 and INT8, 192x640 and 384x1024, batch 1 and 6, engine cache on the
    second start) when a GPU provider is available; otherwise listed as not run, with the reason.
 
@@ -40,6 +43,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench_models import (REPO, cpu_engine, engine_step, export_light_model, interleaved_ms,
+                          one_session_at_a_time_ms,
                           machine, machine_line, parse_size)
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
 
@@ -149,6 +153,31 @@ def floor_section(size: str, floor: dict[str, float]) -> list[Row]:
             Row(section, "compute floor (GFLOPs / encoder GFLOP/s)", round(floor_ms, 2), "ms"),
             Row(section, "unified pass", floor["unified_ms"], "ms", ratio(floor["unified_ms"], floor_ms),
                 "ratio = unified / floor")]
+
+
+def dedicated_cores_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
+    """The compute floor and INT8 / float32 again with ``intra_op_spinning`` (threads spin-wait
+    between operators: the setting for cores that run nothing else), each model in its own
+    session, one session at a time (:func:`one_session_at_a_time_ms`). Needs the INT8 model that
+    :func:`precision_section` wrote."""
+    h, w = parse_size(size)
+    models = {"encoder": export_light_model(h, w, work, task="steering"),
+              "unified": export_light_model(h, w, work), "INT8": work / f"unified_{size}_int8.onnx"}
+    ms = one_session_at_a_time_ms(models, effort.rounds, 2 * effort.per_round, threads, spinning=True)
+    gflops = {}
+    for name in ("encoder", "unified"):
+        engine = cpu_engine(models[name], threads)
+        gflops[name] = float(engine.metadata.head_gflops.get("total", 0.0))
+        engine.close()
+    floor_ms = gflops["unified"] / (gflops["encoder"] / p50(ms["encoder"]))
+    section = f"dedicated cores (intra_op_spinning, one session at a time), {size}"
+    return [Row(section, "one encoder pass (steering-only model)", p50(ms["encoder"]), "ms", None,
+                f"{gflops['encoder'] / p50(ms['encoder']) * 1e3:.1f} GFLOP/s"),
+            Row(section, "compute floor (GFLOPs / encoder GFLOP/s)", round(floor_ms, 2), "ms"),
+            Row(section, "unified pass", p50(ms["unified"]), "ms", ratio(p50(ms["unified"]), floor_ms),
+                "ratio = unified / floor"),
+            Row(section, "INT8 QDQ", p50(ms["INT8"]), "ms", ratio(p50(ms["INT8"]), p50(ms["unified"])),
+                "ratio = INT8 / float32 (the unified pass above)")]
 
 
 def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
@@ -348,6 +377,8 @@ MUST_SHOW = (
     ("state-cached / three-pass re-encode", "encoder once per frame", "encoder once per frame", 0.60),
     ("node end to end / bare engine", "node end to end", "node end to end", 1.10),
     ("INT8 / float32", "precision", "INT8", 0.6),
+    ("unified / compute floor, dedicated cores", "dedicated cores", "unified pass", 1.3),
+    ("INT8 / float32, dedicated cores", "dedicated cores", "INT8", 0.6),
 )
 
 
@@ -421,6 +452,7 @@ def main() -> int:
             rows += encoder_rows + floor_section(size, floor)
             precision_rows, agreement[size] = precision_section(size, work, effort, args.threads)
             rows += precision_rows
+            rows += dedicated_cores_section(size, work, effort, args.threads)
             print(f"{size}: encoder, floor, precision done ({time.perf_counter() - start:.0f} s)", flush=True)
             if size == sizes[0] and not args.skip_node:
                 rows += node_section(size, work, effort)
