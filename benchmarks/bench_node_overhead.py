@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench_models import REPO, export_light_model, parse_size
+from bench_models import export_light_model, parse_size
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -44,6 +44,8 @@ from unified_perception.ros.publishers import _MSG_TYPES  # noqa: E402
 from unified_perception.runtime.colorize import colorize_semantic, semantic_palette  # noqa: E402
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
 from unified_perception.runtime.image_codec import decode_any_rgb  # noqa: E402
+from unified_perception.runtime.model_files import (FASTDDS_PROFILE_VARIABLE,  # noqa: E402
+                                                    fastdds_profile_environment)
 from unified_perception.runtime.postprocess import instances_u16, motion_mask  # noqa: E402
 from unified_perception.runtime.preprocess import batch_images, intrinsics_from_normalized  # noqa: E402
 from unified_perception.runtime.scene_flow import scene_flow_points  # noqa: E402
@@ -134,9 +136,9 @@ class RunningNode:
     def __enter__(self) -> "RunningNode":
         env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(20 + os.getpid() % 80)))
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))
+        env.update(fastdds_profile_environment(env))
         os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID",
-                                               "FASTDDS_DEFAULT_PROFILES_FILE")})
+                                               FASTDDS_PROFILE_VARIABLE)})
         self.process = start_node(self.model, env)
         self.context = Context()
         rclpy.init(context=self.context)

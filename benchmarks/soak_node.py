@@ -45,6 +45,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from unified_perception.image_size import parse_size  # noqa: E402
+from unified_perception.runtime.model_files import fastdds_profile_environment  # noqa: E402
 from unified_perception.ros.builders import s_to_stamp, stamp_to_s  # noqa: E402
 
 CAMERA_HW = (720, 1280)
@@ -162,8 +163,7 @@ def main() -> int:
     # 2.7 MB frames need the shared-memory profile: over the default transports most are lost.
     dds = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
            "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "61"),
-           "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get(
-               "FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_frames.xml"))}
+           **fastdds_profile_environment()}
     os.environ.update(dds)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,9 +12,10 @@ config/car.yaml, whose model_path is the shipped model in share/unified_percepti
 ``model_path:=`` overrides the file's value when given.
 
 Fast DDS: the node gets the installed ``config/fastdds_large_frames.xml`` (a 32 MiB shared-memory
-segment) as ``FASTDDS_DEFAULT_PROFILES_FILE`` unless the environment already names a profile. One
-frame's outputs take about 0.9 MB even at 96x320, more than the default 0.5 MB segment, and
-subscribers in other processes (RViz, a recorder) otherwise lose some of them.
+segment) as ``FASTDDS_DEFAULT_PROFILES_FILE`` unless the environment already names a profile
+(``unified_perception.runtime.model_files.fastdds_profile_environment``). One frame's outputs take
+about 0.9 MB even at 96x320, more than the default 0.5 MB segment, and subscribers in other
+processes (RViz, a recorder) otherwise lose some of them.
 """
 
 from __future__ import annotations
@@ -27,24 +28,15 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
+from unified_perception.runtime.model_files import fastdds_profile_environment
+
 PACKAGE = "unified_perception"
 EXECUTABLE = "perception_node"
 NODE_NAME = "unified_perception"
-FASTDDS_PROFILE = "fastdds_large_frames.xml"
-PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 def _default_params_file() -> str:
     return os.path.join(get_package_share_directory(PACKAGE), "config", "car.yaml")
-
-
-def _fastdds_environment() -> dict[str, str]:
-    """``FASTDDS_DEFAULT_PROFILES_FILE`` for the node: the package's shared-memory profile, unless
-    the environment sets one (then nothing is added)."""
-    if os.environ.get(PROFILE_VARIABLE):
-        return {}
-    return {PROFILE_VARIABLE: os.path.join(get_package_share_directory(PACKAGE), "config",
-                                           FASTDDS_PROFILE)}
 
 
 def _node(context: LaunchContext) -> list[LifecycleNode]:
@@ -66,7 +58,7 @@ def _node(context: LaunchContext) -> list[LifecycleNode]:
     return [LifecycleNode(
         package=PACKAGE, executable=EXECUTABLE, name=NODE_NAME, namespace=arg("namespace"),
         parameters=[arg("params_file"), overrides], remappings=remappings, output="screen",
-        emulate_tty=True, additional_env=_fastdds_environment())]
+        emulate_tty=True, additional_env=fastdds_profile_environment())]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -30,6 +30,7 @@ from ros_helpers import CameraFeed, Recorder, RosSession, call, camera_info, sta
 from unified_perception import topics
 from unified_perception.ros.node import NODE_NAME
 from unified_perception.ros.params import PARAMS
+from unified_perception.runtime.model_files import fastdds_profile_environment
 
 REPO = Path(__file__).resolve().parents[1]
 CAR_YAML = REPO / "config" / "car.yaml"
@@ -172,8 +173,10 @@ def test_launch_file_parses_and_names_what_exists() -> None:
     assert constants["NODE_NAME"] == NODE_NAME
     assert constants["PACKAGE"] == "unified_perception"
     assert '"config", "car.yaml"' in LAUNCH.read_text() and CAR_YAML.is_file()
-    assert (REPO / "config" / constants["FASTDDS_PROFILE"]).is_file()       # the node's DDS profile
-    assert "additional_env=_fastdds_environment()" in LAUNCH.read_text()
+    assert "additional_env=fastdds_profile_environment()" in LAUNCH.read_text()   # DDS profile
+    assert fastdds_profile_environment({}) == {
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_large_frames.xml")}
+    assert fastdds_profile_environment({"FASTDDS_DEFAULT_PROFILES_FILE": "mine.xml"}) == {}
     assert "LifecycleNode" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 

@@ -5,10 +5,9 @@ with the replay's params file, the model, one camera named after the bag's camer
 ``use_sim_time`` (the player publishes ``/clock``). Its log goes to a file whose tail is shown when
 something goes wrong.
 
-Fast DDS gets the package's shared-memory profile (:data:`FASTDDS_PROFILE`, unless the user set
-``FASTDDS_DEFAULT_PROFILES_FILE``): the node's 13 outputs of one frame take about 0.9 MB even at
-96x320, more than the default 0.5 MB shared-memory segment, and with it full the reliable outputs
-(history depth 2) were lost for the recorder.
+Fast DDS gets the package's shared-memory profile (``runtime.model_files.FASTDDS_PROFILE``,
+unless the user set ``FASTDDS_DEFAULT_PROFILES_FILE``): with the default segment the recorder lost
+some of the node's outputs.
 """
 
 from __future__ import annotations
@@ -22,25 +21,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from unified_perception.runtime.model_files import package_config_file
+from unified_perception.runtime.model_files import FASTDDS_PROFILE_VARIABLE, fastdds_profile_environment
 
 DISCOVERY_RANGE = "LOCALHOST"
-FASTDDS_PROFILE = "fastdds_large_frames.xml"
-"""The package's Fast DDS profile with a 32 MiB shared-memory segment (``config/``)."""
-PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 @contextmanager
 def ros_environment(domain_id: int) -> Iterator[dict[str, str]]:
     """Loopback discovery on ``domain_id`` and the shared-memory profile (where the user set
     none) for this process (restored afterwards); yields the environment for child processes."""
-    keys = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", PROFILE_VARIABLE)
+    keys = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", FASTDDS_PROFILE_VARIABLE)
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = DISCOVERY_RANGE
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    profile = package_config_file(FASTDDS_PROFILE)
-    if profile is not None and not os.environ.get(PROFILE_VARIABLE):
-        os.environ[PROFILE_VARIABLE] = str(profile)
+    os.environ.update(fastdds_profile_environment())
     try:
         yield {**os.environ, "PYTHONUNBUFFERED": "1"}
     finally:

@@ -1,4 +1,5 @@
-"""Where the package's models (and other shipped files) live and how a ``model_path`` value becomes a file.
+"""Where the package's models (and other shipped files) live and how a ``model_path`` value
+becomes a file.
 
 The shipped model (:data:`SHIPPED_MODEL`, trained by the committed synthetic recipe chain) sits in
 the repository's ``models/`` and is installed into ``share/unified_perception/models`` (setup.py
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 PACKAGE = "unified_perception"
 SHIPPED_MODEL = "unified_synthetic_resnet18.onnx"
@@ -53,6 +54,24 @@ def models_folders() -> tuple[Path, ...]:
 def package_config_file(name: str) -> Path | None:
     """The first of the package's ``config`` folders holding ``name``; None when none does."""
     return next((f / name for f in package_folders("config") if (f / name).is_file()), None)
+
+
+FASTDDS_PROFILE = "fastdds_large_frames.xml"
+"""The package's Fast DDS profile (``config/``): a 32 MiB shared-memory segment. Raw camera frames
+above ~0.5 MB need it, and so do the node's outputs: one frame's 13 take about 0.9 MB even at
+96x320, more than the default 0.5 MB segment, and reliable outputs (history depth 2) are lost
+for subscribers in other processes when it is full."""
+FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def fastdds_profile_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """``{FASTDDS_DEFAULT_PROFILES_FILE: the package's profile}`` to add to a ROS process's
+    environment; empty when ``environ`` already names a profile (the user's wins) or no package
+    folder holds it."""
+    profile = package_config_file(FASTDDS_PROFILE)
+    if environ.get(FASTDDS_PROFILE_VARIABLE) or profile is None:
+        return {}
+    return {FASTDDS_PROFILE_VARIABLE: str(profile)}
 
 
 def resolve_model_path(model_path: str, folders: Sequence[Path] | None = None) -> Path:
