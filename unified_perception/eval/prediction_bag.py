@@ -52,6 +52,15 @@ def short_outputs(per_output: Mapping[str, int], frames_out: int) -> dict[str, i
             if n < (pair_frames if name in TWO_FRAME_OUTPUTS else frames_out)}
 
 
+def short_outputs_text(per_output: Mapping[str, int], frames_out: int) -> str:
+    """``; semantic in 97, instances in 95 frames only`` for the :func:`short_outputs` ("" when
+    every output came as often as expected)."""
+    short = short_outputs(per_output, frames_out)
+    if not short:
+        return ""
+    return "; " + ", ".join(f"{name} in {n}" for name, n in short.items()) + " frames only"
+
+
 def output_topic(spec: topics.TopicSpec, camera: str) -> str:
     """Absolute topic of an output: ``/<camera>/<name>`` per camera, ``/<name>`` otherwise."""
     name = topics.camera_topic(camera, spec.name) if spec.per_camera else spec.name
@@ -74,17 +83,10 @@ class ReplayCounts:
     def dropped(self) -> int:
         return self.frames_in - self.frames_out
 
-    def incomplete(self) -> dict[str, int]:
-        """Outputs present in fewer frames than expected (:func:`short_outputs`) -> frames."""
-        return short_outputs(self.per_output, self.frames_out)
-
     def describe(self) -> str:
-        """``100 frames in, 100 with outputs, 0 dropped`` (+ ``; semantic in 97 only``)."""
-        text = f"{self.frames_in} frames in, {self.frames_out} with outputs, {self.dropped} dropped"
-        missing = self.incomplete()
-        if missing:
-            text += "; " + ", ".join(f"{name} in {n}" for name, n in missing.items()) + " only"
-        return text
+        """``100 frames in, 100 with outputs, 0 dropped`` (+ :func:`short_outputs_text`)."""
+        return (f"{self.frames_in} frames in, {self.frames_out} with outputs, {self.dropped} dropped"
+                + short_outputs_text(self.per_output, self.frames_out))
 
 
 class PredictionBag:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from unified_perception.eval.prediction_bag import short_outputs
+from unified_perception.eval.prediction_bag import short_outputs_text
 from unified_perception.eval.scoring import LATENCY_KEYS, REPORT_KEYS
 
 HIGHER_IS_BETTER = {"a1", "a2", "a3", "miou", "pq", "sq", "rq", "pq_things", "pq_stuff", "iou",
@@ -86,13 +86,9 @@ def class_table(metrics: Mapping[str, object]) -> list[str]:
 
 
 def incomplete_outputs(frames: Mapping[str, Any]) -> str:
-    """``; semantic in 97, instances in 95 frames only`` for outputs missing from some of the
-    frames with outputs (:func:`short_outputs`; "" when every output came for every frame)."""
+    """:func:`short_outputs_text` of a metrics.json ``frames`` entry ("" without its counts)."""
     out = frames.get("out")
-    short = short_outputs(frames.get("per_output") or {}, out) if isinstance(out, int) else {}
-    if not short:
-        return ""
-    return "; " + ", ".join(f"{name} in {n}" for name, n in short.items()) + " frames only"
+    return short_outputs_text(frames.get("per_output") or {}, out) if isinstance(out, int) else ""
 
 
 def render_summary(metrics: Mapping[str, object], context: SummaryContext) -> str:
