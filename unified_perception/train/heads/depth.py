@@ -8,9 +8,10 @@ first. With ``output_stride`` 1 (the release) those are H, H/2, H/4, H/8; with `
 memory-bound on a CPU, while depth varies smoothly inside objects) the decoder stops at that
 stride, predicts there and at the three next coarser strides, and the finest prediction is
 upsampled bilinearly to the input size inside the graph, so ``disparities[0]`` and ``depth_m``
-are always at the input size. Each disparity head predicts a 32-bin distribution (softmax) over ``linspace(0.01, 1)`` and returns its
-expectation, so disparity lies in [0.01, 1]. Depth maps that range GEOMETRICALLY (linearly in log
-depth) onto [min_depth, max_depth]: disp 0.01 -> max_depth, disp 1 -> min_depth.
+are always at the input size. Each disparity head predicts a 32-bin distribution (softmax) over
+``linspace(0.01, 1)`` and returns its expectation, so disparity lies in [0.01, 1]. Depth maps
+that range GEOMETRICALLY (linearly in log depth) onto [min_depth, max_depth]: disp 0.01 ->
+max_depth, disp 1 -> min_depth.
 
 Why log depth rather than the release's linear inverse depth: with [0.1, 100] m and inverse depth,
 everything from 3 m to 100 m falls inside the first two of the 32 bins, so a driving scene is

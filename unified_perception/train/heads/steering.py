@@ -2,7 +2,8 @@
 
 Frame latent: each stride's encoder features are average-pooled over space (over a few vertical
 strips, to keep left from right), concatenated and projected (Linear + LayerNorm) to ``D``; it is
-the contract's ``latent`` output and what the steering head sees. The paper trains the steering head on the FROZEN encoder (training's concern).
+the contract's ``latent`` output and what the steering head sees. The paper trains the steering
+head on the FROZEN encoder (training's concern).
 
 Steering head ("AttnPool"): the window ``[N, T, D]`` of the last T frame latents (oldest first,
 current last) with a validity mask ``[N, T]`` (1 = a real frame) gets a learned position embedding;
