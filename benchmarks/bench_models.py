@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))   # run as a script from a checkout
 
+from unified_perception.contract import ModelMetadata  # noqa: E402
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
 
 PRESET = "light"
@@ -63,6 +65,14 @@ def zero_feeds(session: ort.InferenceSession, batch: int = 1) -> dict[str, np.nd
         else:
             feeds[arg.name] = np.ones(shape, np.float32)
     return feeds
+
+
+def model_gflops(model: Path) -> float:
+    """GFLOPs per frame of an exported model (its ``head_gflops`` metadata total), read from the
+    file without opening an inference session."""
+    proto = onnx.load(str(model), load_external_data=False)
+    meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+    return float(meta.head_gflops.get("total", 0.0))
 
 
 def cpu_engine(model: Path, threads: int = 0, spinning: bool = False) -> InferenceEngine:

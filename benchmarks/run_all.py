@@ -43,8 +43,8 @@ import numpy as np
 import onnxruntime as ort
 
 from bench_models import (REPO, cpu_engine, engine_step, export_light_model, interleaved_ms,
-                          one_session_at_a_time_ms,
-                          machine, machine_line, parse_size)
+                          machine, machine_line, model_gflops, one_session_at_a_time_ms,
+                          parse_size)
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
 
 DEDICATED_TASKS = ("depth", "semantic", "instance", "panoptic", "motion", "scene_flow", "pose")
@@ -164,11 +164,7 @@ def dedicated_cores_section(size: str, work: Path, effort: Effort, threads: int)
     models = {"encoder": export_light_model(h, w, work, task="steering"),
               "unified": export_light_model(h, w, work), "INT8": work / f"unified_{size}_int8.onnx"}
     ms = one_session_at_a_time_ms(models, effort.rounds, 2 * effort.per_round, threads, spinning=True)
-    gflops = {}
-    for name in ("encoder", "unified"):
-        engine = cpu_engine(models[name], threads)
-        gflops[name] = float(engine.metadata.head_gflops.get("total", 0.0))
-        engine.close()
+    gflops = {name: model_gflops(models[name]) for name in ("encoder", "unified")}
     floor_ms = gflops["unified"] / (gflops["encoder"] / p50(ms["encoder"]))
     section = f"dedicated cores (intra_op_spinning, one session at a time), {size}"
     return [Row(section, "one encoder pass (steering-only model)", p50(ms["encoder"]), "ms", None,
