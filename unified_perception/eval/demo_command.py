@@ -3,7 +3,7 @@
 1. the model (default: the shipped one) is loaded under the contract and its per-frame latency on
    this machine is measured with the runtime engine;
 2. a synthetic drive with ground truth for every task is rendered at the model's input size from a
-   seed no training recipe uses (the synthetic recipes train on seeds 1-8 and validate on 100; a
+   seed no training recipe uses (the synthetic recipes train on seeds 1-72 and validate on 100; a
    seed the model's recipe names is refused);
 3. the drive is played LIVE through the real node (its own process and ROS domain) at a rate
    this CPU sustains: by default the frame period is :data:`RATE_MARGIN` x the measured latency,
@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"frames of the drive, at {DRIVE_FPS:g} Hz (default {DEFAULT_FRAMES})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"world seed of the drive (default {DEFAULT_SEED}; the synthetic "
-                             "recipes train on 1-8 and validate on 100)")
+                             "recipes train on 1-72 and validate on 100)")
     parser.add_argument("--rate", type=float, default=None,
                         help="play at this multiple of the drive's 10 Hz (default: from the "
                              f"latency measured here, one frame per {RATE_MARGIN:g} x latency)")
