@@ -11,8 +11,9 @@ from torch import Tensor
 
 from unified_perception.contract import IGNORE_ID
 from unified_perception.train.geometry import pose_vector_to_matrix
+from unified_perception.train.losses.total import LossWeights
 from unified_perception.train.losses.supervised import (
-    center_heatmap_loss, center_offset_loss, depth_log_l1, depth_silog, motion_mask_bce,
+    ROTATION_EMPHASIS_SCALE_RAD, center_heatmap_loss, center_offset_loss, depth_log_l1, depth_silog, motion_mask_bce,
     moving_flow_epe, relative_pose_loss, scene_flow_epe, semantic_cross_entropy)
 
 B, H, W, C = 2, 8, 12, 5
@@ -171,3 +172,30 @@ def test_silog_forgives_a_global_scale_more_than_log_l1() -> None:
     scaled = depth * 2.0
     assert float(depth_silog(scaled, depth, ALL, variance_focus=1.0)) == pytest.approx(0.0, abs=1e-5)
     assert float(depth_silog(scaled, depth, ALL)) < float(depth_log_l1(scaled, depth, ALL)) ** 2
+
+
+def test_rotation_emphasis_weighs_each_pair_by_its_ground_truth_turn() -> None:
+    truth = _pose_truth()
+    delta = pose_vector_to_matrix(torch.tensor([[0.01, -0.004, 0.0, 0.0, 0.1, 0.0],
+                                                [0.05, 0.02, -0.03, 0.2, 0.1, -0.1]]))
+    pred = truth @ delta[:, None]          # the sample with the larger turn has the larger error
+    plain = relative_pose_loss(pred, truth, ALL, (0, 2))
+    emphasised = relative_pose_loss(pred, truth, ALL, (0, 2), rotation_emphasis=2.0)
+    # per-pair errors and turns, from the plain loss of each (sample, source) alone
+    errors, turns = [], []
+    for b in range(B):
+        for s in (0, 2):
+            one = torch.zeros(B, dtype=torch.bool)
+            one[b] = True
+            errors.append(float(relative_pose_loss(pred, truth, one, (s,)).rotation_rad))
+            turns.append(float(relative_pose_loss(torch.eye(4).expand_as(truth), truth, one,
+                                                  (s,)).rotation_rad))
+    errors_t, turns_t = torch.tensor(errors), torch.tensor(turns)
+    weights = 1.0 + 2.0 * turns_t / ROTATION_EMPHASIS_SCALE_RAD
+    assert float(plain.rotation_rad) == pytest.approx(float(errors_t.mean()), rel=1e-5)
+    assert float(emphasised.rotation_rad) > 1.05 * float(plain.rotation_rad)  # the turn errs more
+    assert float(emphasised.rotation_rad) == pytest.approx(
+        float((weights * errors_t).sum() / weights.sum()), rel=1e-5)
+    assert float(emphasised.translation_m) == pytest.approx(float(plain.translation_m))
+    with pytest.raises(ValueError, match="pose_rotation_emphasis"):
+        LossWeights(pose_rotation_emphasis=-1.0)

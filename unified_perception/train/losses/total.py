@@ -55,6 +55,8 @@ class LossWeights:
     ``semantic_class_balance`` > 0 weights the semantic cross-entropy per class by the training
     data's pixel frequencies to that negative power (the trainer counts them at the start and fills
     ``semantic_class_weights``; a recipe may also give the 19 weights itself).
+    ``pose_rotation_emphasis`` > 0 weighs each frame pair's rotation error by its ground-truth
+    turn (:func:`~unified_perception.train.losses.supervised.relative_pose_loss`); 0 = plain mean.
     """
 
     photometric: float = 1.0
@@ -90,6 +92,7 @@ class LossWeights:
     silog_variance_focus: float = SILOG_VARIANCE_FOCUS
     distill_temperature: float = 1.0
     distill_log_depth: bool = False
+    pose_rotation_emphasis: float = 0.0
 
     def __post_init__(self) -> None:
         negative = [n for n in self.term_names() if getattr(self, n) < 0]
@@ -106,6 +109,9 @@ class LossWeights:
         if self.semantic_class_weights is not None and len(self.semantic_class_weights) != NUM_CLASSES:
             raise ValueError(f"losses.semantic_class_weights needs {NUM_CLASSES} weights (one per "
                              f"class), got {len(self.semantic_class_weights)}")
+        if self.pose_rotation_emphasis < 0:
+            raise ValueError(f"losses.pose_rotation_emphasis must be >= 0, got "
+                             f"{self.pose_rotation_emphasis}")
         if self.distill_temperature <= 0:
             raise ValueError(f"losses.distill_temperature must be > 0, got {self.distill_temperature}")
 
@@ -224,7 +230,7 @@ def _supervised(batch: Batch, output: WindowOutput, weights: LossWeights,
                         else depth_log_l1(cur.depth_m, batch.depth_m, batch.has_depth))
     if (w["pose_translation"] > 0 or w["pose_rotation"] > 0) and output.T_cam_src_cam_cur is not None:
         pose = relative_pose_loss(output.T_cam_src_cam_cur, batch.T_cam_src_cam_cur, batch.has_pose,
-                                  batch.source_indices())
+                                  batch.source_indices(), weights.pose_rotation_emphasis)
         out.update({name: value for name, value in (("pose_translation", pose.translation_m),
                                                     ("pose_rotation", pose.rotation_rad))
                     if w[name] > 0})
