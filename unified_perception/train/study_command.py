@@ -76,13 +76,21 @@ def ensure_trained(recipe_name: str, args: argparse.Namespace) -> Path:
     recipe = load_recipe(args.recipes / recipe_name, out_root=args.runs)
     out = args.runs / recipe.name
     if not is_finished(recipe, out):
-        for teacher in recipe.teachers.values():      # teachers first (their own recipes)
-            if not Path(teacher).is_file():
-                ensure_trained(f"{Path(teacher).parent.name}.yaml", args)
+        for checkpoint in checkpoints_read(recipe):   # earlier stages first (their own recipes)
+            if not Path(checkpoint).is_file():
+                ensure_trained(f"{Path(checkpoint).parent.name}.yaml", args)
         print(f"study: training {recipe.name} into {out}", file=sys.stderr)
         run_recipe(recipe, out, resume=(out / "latest.pt").is_file(), progress=not args.quiet)
         (out / DONE_MARKER).write_text(json.dumps({"stage": recipe.name}))
     return out
+
+
+def checkpoints_read(recipe) -> list[Path]:
+    """The earlier stages' checkpoints ``recipe`` starts from: its teachers, its initial weights
+    (``model.init_checkpoint``) and the steering stage's ``steering.checkpoint``."""
+    paths = [*recipe.teachers.values(), recipe.model.init_checkpoint,
+             recipe.steering.get("checkpoint")]
+    return [Path(p) for p in paths if p]
 
 
 def is_finished(recipe, out: Path) -> bool:

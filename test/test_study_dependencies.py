@@ -1,0 +1,36 @@
+"""`unified-perception study` trains a missing run after the runs it starts from: the committed
+synthetic recipes name those as teachers, initial weights or the steering stage's checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unified_perception.train.recipe import load_recipe
+from unified_perception.train.study_command import checkpoints_read
+
+RECIPES = Path(__file__).resolve().parents[1] / "config" / "train"
+
+
+def _stages_read(recipe_file: str, runs: Path) -> list[str]:
+    recipe = load_recipe(RECIPES / recipe_file, out_root=runs)
+    paths = checkpoints_read(recipe)
+    assert all(p.parent.parent == runs and p.name == "best.pt" for p in paths), paths
+    return sorted(p.parent.name for p in paths)
+
+
+def test_each_synthetic_stage_names_the_stages_it_starts_from(tmp_path: Path) -> None:
+    teachers = ["synthetic_teacher_depth", "synthetic_teacher_motion",
+                "synthetic_teacher_segmentation"]
+    assert _stages_read("synthetic_teacher_depth.yaml", tmp_path) == []
+    assert _stages_read("synthetic_student.yaml", tmp_path) == teachers
+    assert _stages_read("synthetic_student_no_distill.yaml", tmp_path) == []
+    assert _stages_read("synthetic_steering.yaml", tmp_path) == ["synthetic_student"]
+    for stage in load_recipe(RECIPES / "synthetic_chain.yaml").stages:   # every stage file exists
+        assert (RECIPES / stage).is_file()
+
+
+def test_initial_weights_count_as_a_stage_read(tmp_path: Path) -> None:
+    recipe_file = tmp_path / "continued.yaml"
+    recipe_file.write_text('name: continued\nmodel:\n  init_checkpoint: "{out}/earlier/best.pt"\n')
+    recipe = load_recipe(recipe_file, out_root=tmp_path / "runs")
+    assert checkpoints_read(recipe) == [tmp_path / "runs" / "earlier" / "best.pt"]
