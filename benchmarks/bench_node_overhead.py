@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench_models import export_light_model, parse_size
+from bench_models import cpu_engine, export_light_model, parse_size
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -42,7 +42,7 @@ from unified_perception import topics  # noqa: E402
 from unified_perception.ros import builders  # noqa: E402
 from unified_perception.ros.publishers import _MSG_TYPES  # noqa: E402
 from unified_perception.runtime.colorize import colorize_semantic, semantic_palette  # noqa: E402
-from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
+from unified_perception.runtime.engine import CameraFrame  # noqa: E402
 from unified_perception.runtime.image_codec import decode_any_rgb  # noqa: E402
 from unified_perception.runtime.model_files import (FASTDDS_PROFILE_VARIABLE,  # noqa: E402
                                                     fastdds_profile_environment)
@@ -181,7 +181,7 @@ def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMER
     """``frames`` end-to-end latencies of the node and as many bare ``InferenceEngine.infer``
     calls on the same camera image (resize included, state carried), interleaved frame by frame
     so that both see the same machine load. ms."""
-    engine = InferenceEngine(EngineConfig(str(model), providers=("cpu",)), log=lambda _: None)
+    engine = cpu_engine(model)
     rgb = decode_any_rgb(camera_message(camera_hw)[0])
     engine.infer([CameraFrame(CAMERA, rgb, 0.0)])
     node_ms, bare_ms = [], []
@@ -207,7 +207,7 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
 
 def node_breakdown_ms(model: Path, repeats: int, camera_hw: tuple[int, int] = CAMERA_HW) -> dict[str, float]:
     """Median ms of each step the node performs on one frame (in this process)."""
-    engine = InferenceEngine(EngineConfig(str(model), providers=("cpu",)), log=lambda _: None)
+    engine = cpu_engine(model)
     msg, _ = camera_message(camera_hw)
     rgb = decode_any_rgb(msg)
     size = engine.input_size
