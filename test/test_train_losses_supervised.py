@@ -13,8 +13,9 @@ from unified_perception.contract import IGNORE_ID
 from unified_perception.train.geometry import pose_vector_to_matrix
 from unified_perception.train.losses.total import LossWeights
 from unified_perception.train.losses.supervised import (
-    ROTATION_EMPHASIS_SCALE_RAD, center_heatmap_loss, center_offset_loss, depth_log_l1, depth_silog, motion_mask_bce,
-    moving_flow_epe, relative_pose_loss, scene_flow_epe, semantic_cross_entropy)
+    ROTATION_EMPHASIS_SCALE_RAD, center_heatmap_loss, center_offset_loss, depth_log_l1, depth_silog,
+    motion_mask_bce, moving_flow_epe, relative_pose_loss, rotation_angle, scene_flow_epe,
+    semantic_cross_entropy)
 
 B, H, W, C = 2, 8, 12, 5
 ALL = torch.ones(B, dtype=torch.bool)
@@ -181,15 +182,14 @@ def test_rotation_emphasis_weighs_each_pair_by_its_ground_truth_turn() -> None:
     pred = truth @ delta[:, None]          # the sample with the larger turn has the larger error
     plain = relative_pose_loss(pred, truth, ALL, (0, 2))
     emphasised = relative_pose_loss(pred, truth, ALL, (0, 2), rotation_emphasis=2.0)
-    # per-pair errors and turns, from the plain loss of each (sample, source) alone
+    # per-pair errors (the plain loss of each (sample, source) alone) and ground-truth turns
     errors, turns = [], []
     for b in range(B):
         for s in (0, 2):
             one = torch.zeros(B, dtype=torch.bool)
             one[b] = True
             errors.append(float(relative_pose_loss(pred, truth, one, (s,)).rotation_rad))
-            turns.append(float(relative_pose_loss(torch.eye(4).expand_as(truth), truth, one,
-                                                  (s,)).rotation_rad))
+            turns.append(float(rotation_angle(truth[b, s, :3, :3])))
     errors_t, turns_t = torch.tensor(errors), torch.tensor(turns)
     weights = 1.0 + 2.0 * turns_t / ROTATION_EMPHASIS_SCALE_RAD
     assert float(plain.rotation_rad) == pytest.approx(float(errors_t.mean()), rel=1e-5)
