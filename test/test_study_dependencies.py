@@ -1,5 +1,6 @@
 """`unified-perception study` trains a missing run after the runs it starts from: the committed
-synthetic recipes name those as teachers, initial weights or the steering stage's checkpoint."""
+synthetic recipes name those as teachers, initial weights or the pose and steering stages'
+checkpoints."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "config" / "train"
 def _stages_read(recipe_file: str, runs: Path) -> list[str]:
     recipe = load_recipe(RECIPES / recipe_file, out_root=runs)
     paths = checkpoints_read(recipe)
-    assert all(p.parent.parent == runs and p.name == "best.pt" for p in paths), paths
+    assert all(p.parent.parent == runs and p.name in ("best.pt", "pose.pt") for p in paths), paths
     return sorted(p.parent.name for p in paths)
 
 
@@ -24,7 +25,8 @@ def test_each_synthetic_stage_names_the_stages_it_starts_from(tmp_path: Path) ->
     assert _stages_read("synthetic_teacher_depth.yaml", tmp_path) == []
     assert _stages_read("synthetic_student.yaml", tmp_path) == teachers
     assert _stages_read("synthetic_student_no_distill.yaml", tmp_path) == []
-    assert _stages_read("synthetic_steering.yaml", tmp_path) == ["synthetic_student"]
+    assert _stages_read("synthetic_pose.yaml", tmp_path) == ["synthetic_student"]
+    assert _stages_read("synthetic_steering.yaml", tmp_path) == ["synthetic_pose"]
     for stage in load_recipe(RECIPES / "synthetic_chain.yaml").stages:   # every stage file exists
         assert (RECIPES / stage).is_file()
 

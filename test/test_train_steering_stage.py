@@ -246,3 +246,18 @@ def test_ego_motion_latent_trains_in_every_mode_and_ships(tmp_path: Path, checkp
         _, state = shipped(frames[:1])
         after, _ = shipped(frames[1:2], state)
     assert not torch.allclose(alone.latent, after.latent)      # the ego-motion reached the latent
+
+
+def test_a_kinematic_head_trains_on_cached_ego_motion_and_ships(tmp_path: Path, checkpoint: Path,
+                                                                bags: list[Path]) -> None:
+    """``kinematic``: the head adds the bicycle model's angle of the newest frame's ego-motion; the
+    frozen mode trains it (its wheelbase scale too) and the final checkpoint builds that head."""
+    with pytest.raises(ValueError, match="'kinematic' reads the pose decoder's ego-motion"):
+        _config(checkpoint, bags, kinematic=True)
+    config = _config(checkpoint, bags, modes=("frozen",), steps=20, ego_motion=True,
+                     kinematic=True, mirror=False)
+    result = run_steering_stage(config, tmp_path, progress=False)
+    shipped = model_from_checkpoint(load_checkpoint(result.final_checkpoint)).eval()
+    assert shipped.steering.kinematic and shipped.latent.ego_motion
+    assert float(shipped.steering.kinematic_scale.detach()) != pytest.approx(2.7, abs=1e-9)
+    assert result.mode("frozen").rmse_deg.mean > 0

@@ -49,7 +49,9 @@ class HeadOptions:
     (as Panoptic-DeepLab does for segmentation), one motion decoder for mask and flow, and one
     panoptic decoder for the semantic and instance predictions.
     ``latent_columns``: vertical strips of the frame latent's pooling; ``latent_ego_motion``: the
-    latent also takes the pose decoder's ego-motion (see ``FrameLatent``)."""
+    latent also takes the pose decoder's ego-motion (see ``FrameLatent``); ``steering_kinematic``:
+    the steering head adds the bicycle model's angle of that ego-motion (see
+    ``AttentionPoolSteering``)."""
 
     depth_width: int = 256
     depth_fine_widths: tuple[int, int] = (64, 32)
@@ -76,6 +78,7 @@ class HeadOptions:
     steering_window: int = DEFAULT_STEERING_WINDOW
     steering_heads: int = 4
     steering_hidden: int = 128
+    steering_kinematic: bool = False
 
 
 PRESETS: dict[str, HeadOptions] = {
@@ -165,8 +168,12 @@ class UnifiedModel(nn.Module):
         self.motion = (MotionHead(ch, Task.SCENE_FLOW in has, options.motion_widths,
                                   options.motion_output_stride, options.motion_shared)
                        if has & {Task.MOTION, Task.SCENE_FLOW} else None)
+        if options.steering_kinematic and not self.two_frame:
+            raise ValueError("head option 'steering_kinematic' needs a pose decoder (a two-frame "
+                             "task: pose, motion or scene_flow)")
         self.steering = (AttentionPoolSteering(options.latent_dim, options.steering_window,
-                                               options.steering_heads, options.steering_hidden)
+                                               options.steering_heads, options.steering_hidden,
+                                               options.steering_kinematic)
                          if Task.STEERING in has else None)
         for name, module in self.head_modules().items():
             if name != "encoder":
@@ -226,8 +233,8 @@ class UnifiedModel(nn.Module):
             new_state.valid = torch.where(state.valid > 0.5, 1.0, 1.0)
             if self.motion is not None and self.motion.uses_images:
                 new_state.prev_image = x
-        ego = None       # the latent's ego-motion input: zero where there was no previous frame
-        if self.latent.ego_motion and "pose_vector" in out:
+        ego = None       # the latent's (and steering's) ego-motion: zero without a previous frame
+        if "pose_vector" in out:
             ego = out["pose_vector"] * out["pair_valid"].to(out["pose_vector"].dtype)[:, None]
         out["latent"] = self.latent(feats, ego)
         if self.steering is not None:
@@ -236,7 +243,7 @@ class UnifiedModel(nn.Module):
             newest = torch.arange(self.options.steering_window, device=x.device) == \
                 self.options.steering_window - 1
             mask = torch.where(newest, 1.0, state.latent_mask.roll(-1, dims=1))
-            out["steering_rad"] = self.steering(window, mask)
+            out["steering_rad"] = self.steering(window, mask, ego)
             new_state.latent_window, new_state.latent_mask = window, mask
         return UnifiedOutput(**out), new_state
 

@@ -151,7 +151,13 @@ def _stage_row(recipe: Any) -> str:
         s = recipe.steering
         what = (f"modes {', '.join(s.get('modes', []))}; {s.get('folds', '?')}-fold; "
                 f"{s.get('steps', '?')} steps, batch {s.get('batch_size', '?')}, lr {s.get('lr', '?')}")
+        what += "; kinematic prior" if s.get("kinematic") else ""
         return f"| {recipe.name} | steering | steering head on the encoder | {what} |"
+    if recipe.kind == "pose":
+        p = recipe.pose
+        what = (f"{p.get('steps', '?')} steps, batch {p.get('batch_size', '?')} frame pairs, lr "
+                f"{p.get('lr', '?')}, turn emphasis {p.get('turn_emphasis', '?')}")
+        return f"| {recipe.name} | pose | pose decoder on the frozen encoder | {what} |"
     teachers = ", ".join(recipe.teachers) or "–"
     optim = recipe.optim
     return (f"| {recipe.name} | {recipe.kind} | {', '.join(recipe.model.tasks)} | "
@@ -176,11 +182,22 @@ def _recipe(chain: Path | None, payload: Mapping[str, Any]) -> list[str]:
                  + (f", step {payload['step']}" if "step" in payload else "")
                  + (f", backbone init {payload['backbone_init']}" if payload.get("backbone_init") else "")
                  + (f", preset `{model.get('preset')}`" if model.get("preset") else "") + ".")
+    pose = payload.get("pose_stage")
+    if isinstance(pose, Mapping):
+        before, after = pose.get("before") or {}, pose.get("after") or {}
+        lines.append("Pose decoder: refit on the frozen encoder by the pose stage "
+                     f"({pose.get('train_pairs', '?')} frame pairs); on the validation drives yaw "
+                     f"RMSE {before.get('yaw_rmse_deg', float('nan')):.3f} -> "
+                     f"{after.get('yaw_rmse_deg', float('nan')):.3f} deg, translation error "
+                     f"{before.get('translation_error_m', float('nan')):.3f} -> "
+                     f"{after.get('translation_error_m', float('nan')):.3f} m per frame pair.")
     steering = payload.get("steering_stage")
     if isinstance(steering, Mapping):
         lines.append("Steering head: the steering stage's final fit on the frozen encoder over all "
                      f"training sequences (final loss {steering.get('final_loss_deg2', float('nan')):.3g} "
-                     "deg²).")
+                     "deg²)" + (", with the kinematic prior (the bicycle model's angle of the "
+                                "ego-motion)" if (steering.get("config") or {}).get("kinematic")
+                                else "") + ".")
     return lines + [""]
 
 

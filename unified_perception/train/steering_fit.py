@@ -79,10 +79,14 @@ class WindowSteering(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         valid = frames >= 0                                                  # [B, T] bool
         unique, inverse = torch.unique(frames[valid], return_inverse=True)   # each frame once
-        projected = self.latent.project(self.features(unique))               # [U, D]
+        pooled = self.features(unique)                                       # [U, C]
+        projected = self.latent.project(pooled)                              # [U, D]
         latents = projected.new_zeros(*frames.shape, projected.shape[-1])    # [B, T, D]
         latents[valid] = projected[inverse]
-        return self.steering(latents, valid.to(latents.dtype))[:, 0]
+        ego = None
+        if self.steering.kinematic:   # the newest slot's ego-motion (the pooled row's last 6)
+            ego = pooled[torch.searchsorted(unique, frames[:, -1]), -EGO_MOTION_DIMS:]
+        return self.steering(latents, valid.to(latents.dtype), ego)[:, 0]
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ class SteeringStageConfig:
     test on the recipe's sequences as recorded. ``ego_motion``: the frame latent also takes the
     frame's ego-motion from the model's own pose decoder (frozen in every mode; the untrained
     mode's is as untrained as its encoder), and the final model is built that way.
+    ``kinematic``: the head also adds the bicycle model's steering angle of the newest frame's
+    ego-motion (needs ``ego_motion``; see ``AttentionPoolSteering``).
     """
 
     checkpoint: Path | None = None
@@ -100,6 +102,7 @@ class SteeringStageConfig:
     final_fit: bool = True
     mirror: bool = True
     ego_motion: bool = False
+    kinematic: bool = False
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -135,6 +138,9 @@ class SteeringStageConfig:
                 and self.finetune_window > self.window):
             raise ValueError(f"'finetune_window' ({self.finetune_window}) exceeds 'window' "
                              f"({self.window})")
+        if self.kinematic and not self.ego_motion:
+            raise ValueError("'kinematic' reads the pose decoder's ego-motion: set 'ego_motion' "
+                             "too")
         needs = [m for m in self.modes if m != "untrained"]
         needs += ["final_fit"] if self.final_fit else []
         if self.checkpoint is None and needs:
@@ -327,12 +333,13 @@ class _Stage:
         """The model's latent projection and steering head, or a fresh seeded head where the
         model has none or one of another window."""
         steering = model.steering
-        if steering is None or steering.window != self.window:
+        if (steering is None or steering.window != self.window
+                or steering.kinematic != self.config.kinematic):
             o = model.options
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.config.seed)
                 steering = AttentionPoolSteering(o.latent_dim, self.window, o.steering_heads,
-                                                 o.steering_hidden)
+                                                 o.steering_hidden, self.config.kinematic)
         latent = model.latent
         if self.config.ego_motion and not latent.ego_motion:
             with torch.random.fork_rng(devices=[]):
@@ -423,7 +430,8 @@ def final_fit(stage: _Stage) -> tuple[Path, float]:
         stage.model_config, tasks=tasks + (() if Task.STEERING.value in tasks
                                            else (Task.STEERING.value,)),
         head_overrides={**stage.model_config.head_overrides, "steering_window": stage.window,
-                        **({"latent_ego_motion": True} if stage.config.ego_motion else {})})
+                        **({"latent_ego_motion": True} if stage.config.ego_motion else {}),
+                        **({"steering_kinematic": True} if stage.config.kinematic else {})})
     load_model_weights(config.build(), state, FINAL_CHECKPOINT)   # it must load before it ships
     final_loss = _tenth_mean(losses, last=True)
     payload.update(model=state, model_config=config.to_dict(),

@@ -1,6 +1,7 @@
 """`unified-perception train --recipe config/train/NAME.yaml --out runs/NAME [--resume]`.
 
-Runs one recipe: a perception model (teacher or distilled student), the steering stage, or a chain
+Runs one recipe: a perception model (teacher or distilled student), the pose refit or steering
+stage, or a chain
 of recipes in order. The same command runs in one process or under
 ``torchrun --nproc_per_node N -m unified_perception.cli train ...`` (DistributedDataParallel).
 """
@@ -53,6 +54,10 @@ def run_recipe(recipe, out_dir: Path, *, resume: bool = False, max_steps: int | 
     if recipe.kind == "steering":
         from unified_perception.train.steering_recipe import run_steering_recipe
         run_steering_recipe(recipe, out_dir, max_steps=max_steps, progress=progress)
+        return out_dir
+    if recipe.kind == "pose":
+        from unified_perception.train.pose_recipe import run_pose_recipe
+        run_pose_recipe(recipe, out_dir, max_steps=max_steps, progress=progress)
         return out_dir
     from unified_perception.train.distributed import init_distributed, shutdown
     from unified_perception.train.trainer import Trainer

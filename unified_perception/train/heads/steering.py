@@ -9,6 +9,15 @@ Steering head ("AttnPool"): the window ``[N, T, D]`` of the last T frame latents
 current last) with a validity mask ``[N, T]`` (1 = a real frame) gets a learned position embedding;
 a learned query attends over it with multi-head attention (masked slots excluded); an MLP maps the
 pooled vector to the steering angle (rad, positive left).
+
+Kinematic prior (``kinematic``): a car on a path of curvature kappa (1/m) turns its front wheels
+by ``atan(wheelbase * kappa)`` (the bicycle model), and kappa is the frame's yaw over the distance
+driven, both in the newest frame's ego-motion. With it the head predicts
+``atan(scale * yaw / max(distance, 0.05 m)) + MLP(pooled)``: ``scale`` (m) starts at a car's
+wheelbase (2.7 m) and trains with the head (a steering-wheel angle's ratio folds into it), and the
+attention pool learns what the curvature misses. Without it the window's attention pool has to
+recover the instantaneous yaw from latents it averages over time, and lags a lane change by
+about a second.
 """
 
 from __future__ import annotations
@@ -24,6 +33,19 @@ from unified_perception.contract import DEFAULT_STEERING_WINDOW
 
 
 EGO_MOTION_DIMS = 6
+WHEELBASE_M = 2.7
+"""Initial ``scale`` of the kinematic prior: a passenger car's wheelbase (m)."""
+MIN_DISTANCE_M = 0.05
+"""Distance (m) under which a frame's curvature is not trusted (standing still, no previous frame)."""
+
+
+def kinematic_steering(ego_motion: Tensor, scale: Tensor) -> Tensor:
+    """``[N, 6]`` ego-motion (axis-angle rad + translation m of ``T_cam_cur_cam_prev``, camera
+    optical frame) -> ``[N, 1]`` front-wheel angle (rad, positive left) of the bicycle model:
+    ``atan(scale * yaw / max(distance, MIN_DISTANCE_M))``; zero ego-motion gives zero."""
+    distance = torch.linalg.vector_norm(ego_motion[:, 3:6], dim=1, keepdim=True)
+    curvature = ego_motion[:, 1:2] / torch.clamp(distance, min=MIN_DISTANCE_M)       # 1/m
+    return torch.atan(scale * curvature)
 
 
 class FrameLatent(nn.Module):
@@ -93,7 +115,7 @@ class AttentionPoolSteering(nn.Module):
     """``[N, T, D]`` latents + ``[N, T]`` mask -> steering angle ``[N, 1]`` (rad, positive left)."""
 
     def __init__(self, dim: int = 256, window: int = DEFAULT_STEERING_WINDOW, heads: int = 4,
-                 hidden: int = 128) -> None:
+                 hidden: int = 128, kinematic: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"steering latent dim {dim} must be divisible by heads {heads}")
@@ -104,8 +126,12 @@ class AttentionPoolSteering(nn.Module):
         self.value = nn.Linear(dim, dim)
         self.out = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
         nn.init.trunc_normal_(self.position, std=0.02)
+        self.kinematic = kinematic
+        self.kinematic_scale = (nn.Parameter(torch.tensor(WHEELBASE_M)) if kinematic else None)
 
-    def forward(self, latents: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, latents: Tensor, mask: Tensor, ego_motion: Tensor | None = None) -> Tensor:
+        """``ego_motion`` ``[N, 6]``: the newest frame's (zeros where it has no previous frame);
+        required with ``kinematic``, ignored without."""
         t, d = self.window, self.dim           # static ints (only N is dynamic in the export)
         hd = d // self.heads
         x = latents + self.position
@@ -115,4 +141,8 @@ class AttentionPoolSteering(nn.Module):
         scores = (query @ keys) / math.sqrt(hd)                                     # [N, h, 1, T]
         scores = scores.masked_fill(mask[:, None, None, :] < 0.5, -1e4)
         pooled = (torch.softmax(scores, dim=-1) @ values).reshape(-1, d)            # [N, D]
-        return self.out(pooled)
+        if not self.kinematic:
+            return self.out(pooled)
+        if ego_motion is None:
+            raise ValueError("a kinematic steering head needs the newest frame's ego-motion")
+        return self.out(pooled) + kinematic_steering(ego_motion, self.kinematic_scale)
