@@ -85,7 +85,7 @@ class WindowSteering(nn.Module):
         latents[valid] = projected[inverse]
         ego = None
         if self.steering.kinematic:   # the newest slot's ego-motion (the pooled row's last 6)
-            ego = pooled[torch.searchsorted(unique, frames[:, -1]), -EGO_MOTION_DIMS:]
+            ego = pooled[torch.searchsorted(unique, frames[:, -1].contiguous()), -EGO_MOTION_DIMS:]
         return self.steering(latents, valid.to(latents.dtype), ego)[:, 0]
 
 
