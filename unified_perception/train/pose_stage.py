@@ -177,17 +177,20 @@ def pair_targets(T_odom_cam: np.ndarray, gap: int, mirror: bool = False) -> np.n
 
 @torch.no_grad()
 def encode_frames(model, images: np.ndarray, batch_size: int = 16) -> list[Tensor]:
-    """Encoder features (eval mode) of ``[F, H, W, 3]`` uint8 frames, fp16 per level."""
+    """Encoder features (eval mode) of ``[F, H, W, 3]`` uint8 frames, fp16 per level, kept on the
+    CPU (the model may be on a GPU)."""
+    device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-        chunks.append([f.half() for f in model.encoder(model.normalize(x))])
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        chunks.append([f.half().cpu() for f in model.encoder(model.normalize(x))])
     return [torch.cat(level) for level in zip(*chunks)]
 
 
 def build_pairs(model, paths: tuple[Path, ...], size: tuple[int, int], gaps: int, mirror: bool,
                 progress: bool, desc: str) -> FramePairs:
-    """Every drive of ``paths`` (and its mirror image) encoded, with its pairs 1..``gaps`` apart."""
+    """Every drive of ``paths`` (and its mirror image) encoded, with its pairs 1..``gaps`` apart
+    (pairs whose ground truth is missing, as where odometry has a gap, left out)."""
     features, prev, cur, target, base = [], [], [], [], 0
     for path in tqdm(paths, desc=desc, disable=not progress):
         images, poses = read_drive(path, size)
@@ -198,15 +201,18 @@ def build_pairs(model, paths: tuple[Path, ...], size: tuple[int, int], gaps: int
                 cur.append(np.arange(gap, len(images)) + base)
                 target.append(pair_targets(poses, gap, flipped))
             base += len(images)
+    target = np.concatenate(target)
+    known = np.isfinite(target).all(axis=1)
     return FramePairs([torch.cat(level) for level in zip(*features)],
-                      torch.from_numpy(np.concatenate(prev)), torch.from_numpy(np.concatenate(cur)),
-                      torch.from_numpy(np.concatenate(target)))
+                      torch.from_numpy(np.concatenate(prev)[known]),
+                      torch.from_numpy(np.concatenate(cur)[known]), torch.from_numpy(target[known]))
 
 
 def predict(pose, pairs: FramePairs, index: Tensor) -> Tensor:
-    """``[len(index), 6]`` pose vectors of the pairs ``index``."""
-    return pose([f[pairs.prev[index]].float() for f in pairs.features],
-                [f[pairs.cur[index]].float() for f in pairs.features]).pose_vector
+    """``[len(index), 6]`` pose vectors of the pairs ``index`` (on the decoder's device)."""
+    device = next(pose.parameters()).device
+    return pose([f[pairs.prev[index]].to(device).float() for f in pairs.features],
+                [f[pairs.cur[index]].to(device).float() for f in pairs.features]).pose_vector
 
 
 def pose_loss(prediction: Tensor, target: Tensor, config: PoseStageConfig) -> Tensor:
@@ -225,7 +231,8 @@ def score(pose, pairs: FramePairs) -> PoseErrors:
     pose.eval()
     try:
         index = torch.arange(len(pairs.target))
-        pred = torch.cat([predict(pose, pairs, index[s:s + 64]) for s in range(0, len(index), 64)])
+        pred = torch.cat([predict(pose, pairs, index[s:s + 64]).cpu()
+                          for s in range(0, len(index), 64)])
     finally:
         pose.train(was_training)
     gt = pairs.target
@@ -249,7 +256,8 @@ def fit(pose, pairs: FramePairs, config: PoseStageConfig, progress: bool) -> lis
     bar = tqdm(range(config.steps), desc="pose refit", disable=not progress)
     for _ in bar:
         index = torch.randint(0, len(pairs.target), (config.batch_size,), generator=generator)
-        loss = pose_loss(predict(pose, pairs, index), pairs.target[index], config)
+        prediction = predict(pose, pairs, index)
+        loss = pose_loss(prediction, pairs.target[index].to(prediction.device), config)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(pose.parameters(), 1.0)
@@ -270,7 +278,8 @@ def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True
     if "model_config" not in payload:
         raise PoseStageError(f"checkpoint '{config.checkpoint}' has no 'model_config'; it was not "
                              f"written by `unified-perception train`")
-    model = model_from_checkpoint(payload, config.checkpoint).eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model_from_checkpoint(payload, config.checkpoint).eval().to(device)
     model_config = ModelConfig.from_dict(payload["model_config"])
     if model.pose is None:
         raise PoseStageError(f"checkpoint '{config.checkpoint}' has no pose decoder (its tasks: "
