@@ -35,10 +35,17 @@ def _circle_poses(radius_m: float, step_m: float, frames: int) -> np.ndarray:
 def test_the_prior_is_the_bicycle_model_angle_of_the_driven_curvature(radius_m: float) -> None:
     ego = torch.from_numpy(pair_targets(_circle_poses(radius_m, 1.2, 5), 1))
     angle = kinematic_steering(ego, torch.tensor(WHEELBASE_M))[:, 0].numpy()
-    np.testing.assert_allclose(angle, np.arctan(WHEELBASE_M / radius_m), atol=2e-5)
-    # No previous frame (zero ego-motion) or standing still: no angle, and nothing non-finite.
+    np.testing.assert_allclose(angle, np.arctan(WHEELBASE_M / radius_m), rtol=0.01, atol=1e-9)
+    # No previous frame (zero ego-motion): no angle, and nothing non-finite.
     still = kinematic_steering(torch.zeros(2, 6), torch.tensor(WHEELBASE_M))
     assert torch.equal(still, torch.zeros(2, 1))
+
+
+def test_a_stopped_car_s_yaw_noise_does_not_steer() -> None:
+    """Standing still, the estimated ego-motion is noise: 1 mrad of yaw over 5 mm would be a
+    curvature of 0.2 /m (28 deg of wheel angle) read naively; the prior fades it out."""
+    noise = torch.tensor([[0.0, 1e-3, 0.0, 0.003, 0.0, -0.004]])
+    assert abs(float(kinematic_steering(noise, torch.tensor(WHEELBASE_M)))) < np.radians(0.1)
 
 
 def test_a_kinematic_head_exports_and_adds_the_prior_from_the_second_frame(tmp_path) -> None:

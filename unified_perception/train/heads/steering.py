@@ -13,7 +13,9 @@ pooled vector to the steering angle (rad, positive left).
 Kinematic prior (``kinematic``): a car on a path of curvature kappa (1/m) turns its front wheels
 by ``atan(wheelbase * kappa)`` (the bicycle model), and kappa is the frame's yaw over the distance
 driven, both in the newest frame's ego-motion. With it the head predicts
-``atan(scale * yaw / max(distance, 0.05 m)) + MLP(pooled)``: ``scale`` (m) starts at a car's
+``atan(scale * yaw * d / (d^2 + d0^2)) + MLP(pooled)`` with ``d`` the distance driven and ``d0``
+0.1 m: the curvature ``yaw / d`` while the car moves, faded to zero as it stops (where the yaw of
+an estimated ego-motion is noise over a vanishing distance). ``scale`` (m) starts at a car's
 wheelbase (2.7 m) and trains with the head (a steering-wheel angle's ratio folds into it), and the
 attention pool learns what the curvature misses. Without it the window's attention pool has to
 recover the instantaneous yaw from latents it averages over time, and lags a lane change by
@@ -35,16 +37,19 @@ from unified_perception.contract import DEFAULT_STEERING_WINDOW
 EGO_MOTION_DIMS = 6
 WHEELBASE_M = 2.7
 """Initial ``scale`` of the kinematic prior: a passenger car's wheelbase (m)."""
-MIN_DISTANCE_M = 0.05
-"""Distance (m) under which a frame's curvature is not trusted (standing still, no previous frame)."""
+FADE_DISTANCE_M = 0.1
+"""Distance driven between two frames (m) below which the kinematic prior fades out: at 10 Hz,
+1 m/s. A stopped car's estimated yaw is noise; divided by a near-zero distance it would steer."""
 
 
 def kinematic_steering(ego_motion: Tensor, scale: Tensor) -> Tensor:
     """``[N, 6]`` ego-motion (axis-angle rad + translation m of ``T_cam_cur_cam_prev``, camera
-    optical frame) -> ``[N, 1]`` front-wheel angle (rad, positive left) of the bicycle model:
-    ``atan(scale * yaw / max(distance, MIN_DISTANCE_M))``; zero ego-motion gives zero."""
-    distance = torch.linalg.vector_norm(ego_motion[:, 3:6], dim=1, keepdim=True)
-    curvature = ego_motion[:, 1:2] / torch.clamp(distance, min=MIN_DISTANCE_M)       # 1/m
+    optical frame) -> ``[N, 1]`` front-wheel angle (rad, positive left) of the bicycle model,
+    ``atan(scale * curvature)`` with the curvature ``yaw * d / (d^2 + FADE_DISTANCE_M^2)`` (1/m):
+    ``yaw / d`` within 1 % from 0.7 m per frame, going to zero as the car stops; zero ego-motion
+    (no previous frame) gives zero."""
+    squared = (ego_motion[:, 3:6] ** 2).sum(dim=1, keepdim=True)                     # d^2
+    curvature = ego_motion[:, 1:2] * torch.sqrt(squared) / (squared + FADE_DISTANCE_M ** 2)
     return torch.atan(scale * curvature)
 
 
