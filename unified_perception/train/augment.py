@@ -118,7 +118,9 @@ def color_jitter(images: Tensor, config: AugmentConfig, generator: torch.Generat
 
 # -- geometry ----------------------------------------------------------------------------------
 
-_X_MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+X_MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+"""``S``: the camera x axis mirrored (``[4, 4]``); a relative pose seen in a left-right mirror is
+``S T S``."""
 
 
 def flip_horizontal(batch: Batch) -> Batch:
@@ -126,9 +128,9 @@ def flip_horizontal(batch: Batch) -> Batch:
     back the original batch."""
     width = batch.size[1]
     mirror_px = torch.tensor([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    S3 = _X_MIRROR[:3, :3]
+    S3 = X_MIRROR[:3, :3]
     K = mirror_px @ batch.K @ S3
-    S = _X_MIRROR.to(batch.T_cam_src_cam_cur.dtype)
+    S = X_MIRROR.to(batch.T_cam_src_cam_cur.dtype)
     sign_x = torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)
     sign_dx = torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)
     flip = lambda t: t.flip(-1)                                            # noqa: E731

@@ -234,7 +234,8 @@ class UnifiedModel(nn.Module):
             if self.motion is not None and self.motion.uses_images:
                 new_state.prev_image = x
         ego = None       # the latent's (and steering's) ego-motion: zero without a previous frame
-        if "pose_vector" in out:
+        if "pose_vector" in out and (self.latent.ego_motion
+                                     or getattr(self.steering, "kinematic", False)):
             ego = out["pose_vector"] * out["pair_valid"].to(out["pose_vector"].dtype)[:, None]
         out["latent"] = self.latent(feats, ego)
         if self.steering is not None:

@@ -41,13 +41,14 @@ from unified_perception.data.sample import POSE_FRAME_CAMERA
 from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, load_model_weights,
                                                  model_from_checkpoint, save_checkpoint)
 from unified_perception.train.geometry import matrix_to_pose_vector
-from unified_perception.train.losses.supervised import ROTATION_EMPHASIS_SCALE_RAD
+from unified_perception.train.augment import X_MIRROR
+from unified_perception.train.losses.supervised import turn_weight
 from unified_perception.train.schema import plain_data
+from unified_perception.train.steering_fit import tenth_mean
 
 FINAL_CHECKPOINT = "pose.pt"
 RESULTS_JSON = "pose_results.json"
 TABLE_MD = "pose_table.md"
-_X_MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 
 class PoseStageError(ValueError):
@@ -171,7 +172,8 @@ def pair_targets(T_odom_cam: np.ndarray, gap: int, mirror: bool = False) -> np.n
     ``mirror``: of the drive seen in a left-right mirror (``S T S``)."""
     T = np.linalg.inv(T_odom_cam[gap:]) @ T_odom_cam[:-gap]
     if mirror:
-        T = _X_MIRROR @ T @ _X_MIRROR
+        S = X_MIRROR.double().numpy()
+        T = S @ T @ S
     return matrix_to_pose_vector(torch.from_numpy(T)).float().numpy()
 
 
@@ -218,8 +220,7 @@ def predict(pose, pairs: FramePairs, index: Tensor) -> Tensor:
 def pose_loss(prediction: Tensor, target: Tensor, config: PoseStageConfig) -> Tensor:
     """The module docstring's turn-weighted L1 of ``[B, 6]`` pose vectors."""
     error = (prediction - target).abs()
-    turn = torch.linalg.vector_norm(target[:, :3], dim=1) / ROTATION_EMPHASIS_SCALE_RAD
-    weight = 1.0 + config.turn_emphasis * turn
+    weight = turn_weight(torch.linalg.vector_norm(target[:, :3], dim=1), config.turn_emphasis)
     rotation = (error[:, :3].sum(1) * weight).sum() / weight.sum()
     return config.rotation_weight * rotation + config.translation_weight * error[:, 3:].sum(1).mean()
 
@@ -275,9 +276,6 @@ def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True
     started = time.perf_counter()
     out_dir = Path(out_dir)
     payload = load_checkpoint(config.checkpoint)
-    if "model_config" not in payload:
-        raise PoseStageError(f"checkpoint '{config.checkpoint}' has no 'model_config'; it was not "
-                             f"written by `unified-perception train`")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model_from_checkpoint(payload, config.checkpoint).eval().to(device)
     model_config = ModelConfig.from_dict(payload["model_config"])
@@ -296,10 +294,9 @@ def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True
     state = dict(payload["model"])
     state.update({f"pose.{k}": v.detach().cpu() for k, v in model.pose.state_dict().items()})
     load_model_weights(model_config.build(), state, FINAL_CHECKPOINT)
-    tenth = max(1, len(losses) // 10)
     result = PoseStageResult(
         before=before, after=after, train_pairs=len(train.target),
-        loss_start=float(np.mean(losses[:tenth])), loss_end=float(np.mean(losses[-tenth:])),
+        loss_start=tenth_mean(losses, last=False), loss_end=tenth_mean(losses, last=True),
         seconds=time.perf_counter() - started, final_checkpoint=out_dir / FINAL_CHECKPOINT,
         config=config.to_dict())
     out_dir.mkdir(parents=True, exist_ok=True)

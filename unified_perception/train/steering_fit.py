@@ -204,3 +204,9 @@ def predict(module: WindowSteering, windows: WindowSet, device: torch.device) ->
     out = [module(frames[i:i + PREDICT_BATCH].to(device)).float().cpu()
            for i in range(0, len(windows), PREDICT_BATCH)]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def tenth_mean(losses: list[float], last: bool) -> float:
+    """Mean of the first or last tenth of a fit's per-step losses (at least one step)."""
+    tenth = max(1, len(losses) // 10)
+    return float(np.mean(losses[-tenth:] if last else losses[:tenth]))

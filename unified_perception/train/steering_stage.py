@@ -46,7 +46,7 @@ from unified_perception.train.steering_cache import FeatureCache, encoder_digest
     read_sequence, SequenceFrames
 from unified_perception.train.steering_fit import (CachedFeatures, EncodedFeatures, FitSettings,
                                                    WindowSteering, fit, predict, start_at_mean,
-                                                   standardize_projection)
+                                                   standardize_projection, tenth_mean)
 from unified_perception.train.steering_folds import (MeanStd, SteeringErrors, mean_angle_baseline,
                                                      split_folds, steering_errors)
 from unified_perception.train.steering_windows import WindowSet, build_windows
@@ -389,8 +389,8 @@ def run_mode(stage: _Stage, mode: str) -> ModeResult:
             train_windows=len(train_w),
             test=steering_errors(predict(module, test_w, stage.device), test_w.target_rad),
             baseline=mean_angle_baseline(recorded.target_rad, test_w.target_rad),
-            loss_start_deg2=_tenth_mean(losses, last=False),
-            loss_end_deg2=_tenth_mean(losses, last=True)))
+            loss_start_deg2=tenth_mean(losses, last=False),
+            loss_end_deg2=tenth_mean(losses, last=True)))
     changed |= not _same_state(before, model.encoder.state_dict())
     return ModeResult(
         mode=mode, encoder=described, encoder_changed=changed, window=stage.window,
@@ -402,12 +402,6 @@ def run_mode(stage: _Stage, mode: str) -> ModeResult:
         baseline_rmse_deg=MeanStd.of([f.baseline.rmse_deg for f in folds]),
         baseline_mae_deg=MeanStd.of([f.baseline.mae_deg for f in folds]),
         seconds=time.perf_counter() - started)
-
-
-def _tenth_mean(losses: list[float], last: bool) -> float:
-    """Mean of the first or last tenth of a fit's per-step losses (at least one step)."""
-    tenth = max(1, len(losses) // 10)
-    return float(np.mean(losses[-tenth:] if last else losses[:tenth]))
 
 
 def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -433,7 +427,7 @@ def final_fit(stage: _Stage) -> tuple[Path, float]:
                         **({"latent_ego_motion": True} if stage.config.ego_motion else {}),
                         **({"steering_kinematic": True} if stage.config.kinematic else {})})
     load_model_weights(config.build(), state, FINAL_CHECKPOINT)   # it must load before it ships
-    final_loss = _tenth_mean(losses, last=True)
+    final_loss = tenth_mean(losses, last=True)
     payload.update(model=state, model_config=config.to_dict(),
                    steering_stage={"config": stage.config.to_dict(), "final_loss_deg2": final_loss})
     return save_checkpoint(stage.out_dir / FINAL_CHECKPOINT, payload), final_loss

@@ -110,6 +110,12 @@ ROTATION_EMPHASIS_SCALE_RAD = 0.01
 full weight (0.01 rad = 0.57 deg, a lane change's frame-to-frame yaw at 10 Hz)."""
 
 
+def turn_weight(angle_gt_rad: Tensor, emphasis: float) -> Tensor:
+    """Weight of each frame pair by its ground-truth turn: ``1 + emphasis * angle /
+    ROTATION_EMPHASIS_SCALE_RAD`` (1 for a straight pair; emphasis + 1 at 0.01 rad)."""
+    return 1.0 + emphasis * angle_gt_rad / ROTATION_EMPHASIS_SCALE_RAD
+
+
 def rotation_angle(R: Tensor) -> Tensor:
     """Angle (rad) of rotation matrices ``[..., 3, 3]``: ``atan2(|vee|, trace - 1)``, exact and
     differentiable near 0."""
@@ -137,8 +143,7 @@ def relative_pose_loss(T_pred: Tensor, T_gt: Tensor, has: Tensor, sources: Seque
     angle = rotation_angle(pred[..., :3, :3].transpose(-1, -2) @ gt[..., :3, :3])
     weight = valid.to(angle.dtype)
     if rotation_emphasis > 0:
-        turn = rotation_angle(gt[..., :3, :3]).detach() / ROTATION_EMPHASIS_SCALE_RAD
-        weight = weight * (1.0 + rotation_emphasis * turn)
+        weight = weight * turn_weight(rotation_angle(gt[..., :3, :3]).detach(), rotation_emphasis)
     return PoseLoss(masked_mean(translation, valid), masked_mean(angle, weight))
 
 
