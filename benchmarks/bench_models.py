@@ -27,6 +27,11 @@ from unified_perception.runtime.engine import CameraFrame, EngineConfig, Inferen
 
 PRESET = "light"
 BACKBONE = "resnet18"
+SHIPPED_HEAD_OVERRIDES = {"depth_activation": "relu", "latent_ego_motion": True,
+                          "steering_kinematic": True}
+"""Head options of the shipped model beyond the preset (its depth decoder converted to ReLU by the
+depth stage, the latent and steering reading the ego-motion), so that the random models here have
+its architecture, operators included."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -37,16 +42,18 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def export_light_model(height: int, width: int, directory: Path, task: str | None = None,
                        weights_fp16: bool = False) -> Path:
-    """A random ``light`` resnet18 model exported to ONNX in ``directory``: the unified model (all
+    """A random ``light`` resnet18 model with the shipped model's head options
+    (:data:`SHIPPED_HEAD_OVERRIDES`) exported to ONNX in ``directory``: the unified model (all
     tasks), or with ``task`` the dedicated single-task model (the same head on its own encoder);
     ``weights_fp16`` stores the weights as float16 (computed in float32)."""
     from unified_perception.train.export import export_model
     from unified_perception.train.model import build_single_task_model, build_unified_model
 
     if task is None:
-        model = build_unified_model(BACKBONE, height, width, seed=0, preset=PRESET)
+        model = build_unified_model(BACKBONE, height, width, seed=0, preset=PRESET, **SHIPPED_HEAD_OVERRIDES)
     else:
-        model = build_single_task_model(task, BACKBONE, height, width, seed=0, preset=PRESET)
+        model = build_single_task_model(task, BACKBONE, height, width, seed=0, preset=PRESET,
+                                        **SHIPPED_HEAD_OVERRIDES)
     suffix = "_fp16w" if weights_fp16 else ""
     path = directory / f"{task or 'unified'}_{BACKBONE}_{PRESET}_{height}x{width}{suffix}.onnx"
     if not path.exists():

@@ -114,9 +114,13 @@ class SessionSetting:
         return options
 
 
-NO_SPINNING = (("session.intra_op.allow_spinning", "0"),)
+SPINNING_STOPS = ("session.force_spinning_stop", "1")
+NO_SPINNING = (("session.intra_op.allow_spinning", "0"), SPINNING_STOPS)
 ENGINE_DEFAULT = SessionSetting("engine default (all, intra auto, no spinning)", config=NO_SPINNING)
 """What runtime/engine.py sets by default (``intra_op_spinning`` false)."""
+ENGINE_SPINNING = SessionSetting("engine with intra_op_spinning (spinning within a call)",
+                                 config=(("session.intra_op.allow_spinning", "1"), SPINNING_STOPS))
+"""What runtime/engine.py sets with ``intra_op_spinning`` true."""
 
 
 def sweep_settings(cores: int) -> list[SessionSetting]:
@@ -124,7 +128,8 @@ def sweep_settings(cores: int) -> list[SessionSetting]:
     parameter ``intra_op_spinning``), the others change one thing from ONNX Runtime's defaults."""
     return [
         ENGINE_DEFAULT,
-        SessionSetting("spinning on (ONNX Runtime's default)"),
+        ENGINE_SPINNING,
+        SessionSetting("spinning on, also between calls (ONNX Runtime's default)"),
         SessionSetting("optimisation basic", level="basic"),
         SessionSetting("optimisation extended (no NCHWc layout)", level="extended"),
         SessionSetting("intra-op 1 thread", intra_op_threads=1),

@@ -15,7 +15,7 @@ from replay_helpers import SIZE, synth
 from test_architecture import _violations
 from unified_perception.cli import main as cli_main
 from unified_perception.contract import STATE_IN_PREFIX, MetadataKey
-from unified_perception.deploy.agreement import compare_models
+from unified_perception.deploy.agreement import compare_models, rotation_angle_deg
 from unified_perception.deploy.quantize import kept_float_nodes, model_frames
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
@@ -188,3 +188,13 @@ def test_an_already_quantized_model_is_refused(quantized: Path, bags: tuple[Path
 
 def test_deploy_imports_neither_torch_nor_ros_nor_train() -> None:
     assert _violations("deploy/", {"ros", "train"}) == []
+
+
+def test_rotation_angle_reads_small_angles_and_float32_identity() -> None:
+    for angle in (1e-5, 0.01, 3.0):                    # rad, about an oblique axis
+        axis = np.array([0.6, 0.8, 0.0])
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        R = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+        assert rotation_angle_deg(R) == pytest.approx(np.degrees(angle), rel=1e-9)
+    rounded = np.diag(np.float32([1 - 1e-7] * 3))       # the identity after float32 rounding
+    assert rotation_angle_deg(rounded) < 1e-4           # arccos of the trace read 0.03 degrees

@@ -16,11 +16,13 @@ from unified_perception.train.geometry import (BackprojectDepth, Project3D, intr
                                                invert_rigid, matrix_to_pose_vector,
                                                points_in_previous_camera, pose_vector_to_matrix,
                                                rigid_flow)
-from unified_perception.train.heads.depth import disparity_to_depth
+from unified_perception.train.heads.depth import AttentionGate, disparity_to_depth
+from unified_perception.train.heads.panoptic import ASPP
 from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
 from unified_perception.train.heads.steering import AttentionPoolSteering
 from unified_perception.train.model import build_single_task_model, build_unified_model
 from unified_perception.train.multi_backbone_teacher import TEACHER_GROUPS, build_teacher
+from unified_perception.train.normalization import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 
 
 def test_pose_vector_and_matrix_round_trip_and_inverse() -> None:
@@ -62,6 +64,49 @@ def test_disparity_maps_onto_the_depth_range() -> None:
     assert depth[0].item() == pytest.approx(100.0, rel=1e-5)
     assert depth[1].item() == pytest.approx(0.1, rel=1e-5)
     assert 0.1 < depth[2].item() < 100.0
+
+
+def test_input_normalization_is_the_imagenet_formula() -> None:
+    image = torch.randint(0, 256, (2, 8, 12, 3), dtype=torch.uint8)
+    unit = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    mean, std = (torch.tensor(v).reshape(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    expected = (unit - mean) / std
+    normalize = ImageNormalization().train()          # a fixed map in training mode too
+    torch.testing.assert_close(normalize(image), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(normalize(unit), expected, rtol=0, atol=1e-6)
+
+
+def test_aspp_image_pooling_branch_is_the_broadcast_global_mean() -> None:
+    torch.manual_seed(0)
+    aspp = ASPP(8, 16).eval()
+    x = torch.randn(2, 8, 3, 10)
+    pooled = aspp.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, 3, 10)
+    expected = aspp.project(torch.cat([b(x) for b in aspp.branches] + [pooled], dim=1))
+    torch.testing.assert_close(aspp(x, (3, 10)), expected)
+
+
+def test_attention_gate_weights_each_skip_channel_by_one_attention_map() -> None:
+    torch.manual_seed(0)
+    gate = AttentionGate(16, 4)
+    coarse, skip = torch.randn(2, 16, 6, 20), torch.randn(2, 16, 6, 20)
+    attention = torch.sigmoid(gate.psi(torch.relu(gate.gate(coarse) + gate.skip(skip))))  # [N, 1, h, w]
+    torch.testing.assert_close(gate(coarse, skip), skip * attention)
+
+
+def test_grouping_labels_at_stride_two_spread_over_two_by_two_pixels() -> None:
+    h, w = 16, 32
+    torch.manual_seed(0)
+    half = torch.randn(1, 19, h // 2, w // 2)
+    grouping = PanopticGrouping((h, w), top_k=4, vote_stride=4, label_stride=2)
+    labels = grouping.semantic_labels(half)
+    expected = half.argmax(dim=1).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    assert labels.dtype == torch.int32 and torch.equal(labels, expected.to(torch.int32))
+    heat = torch.full((1, 1, h // 4, w // 4), -1.0)
+    out = grouping(half, heat, torch.zeros(1, 2, h // 4, w // 4))
+    assert torch.equal(out.semantic, labels)
+    assert torch.equal(out.panoptic, labels * PANOPTIC_LABEL_DIVISOR)       # no centres: all stuff
+    with pytest.raises(ValueError, match="label stride"):
+        PanopticGrouping((h, w), label_stride=4)
 
 
 def test_grouping_assigns_thing_pixels_to_the_nearest_voted_center() -> None:

@@ -1,5 +1,5 @@
 """The engine's ONNX Runtime session settings: CPU threads sleep between operators unless asked to
-spin (``intra_op_spinning``, default from the parameter table)."""
+spin (``intra_op_spinning``, default from the parameter table), and never spin between calls."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def test_cpu_threads_spin_only_when_asked(tiny_model_path: Path, spinning: bool,
                                           intra_op_spinning=spinning), log=lambda _: None)
     options = engine._session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     engine.close()
 
 

@@ -48,8 +48,11 @@ def _max(values: list[float]) -> float | None:
 
 
 def rotation_angle_deg(R: np.ndarray) -> float:
-    """Angle of the rotation ``R [3, 3]`` in degrees."""
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+    """Angle of the rotation ``R [3, 3]`` in degrees, as ``atan2(sin, cos)`` in float64: the
+    arccos of the trace alone reads float32 rounding near the identity (1e-7) as 0.02 degrees."""
+    R = np.asarray(R, dtype=np.float64)
+    skew = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return float(np.degrees(np.arctan2(np.linalg.norm(skew) / 2.0, (np.trace(R) - 1.0) / 2.0)))
 
 
 def compare_results(pairs: Iterable[tuple[FrameResult, FrameResult]]) -> Agreement:

@@ -112,9 +112,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("intra_op_threads", 0, int, "ONNX Runtime CPU threads, 0 = its default",
               range=(0, 256), unconfigured=True),
     ParamSpec("intra_op_spinning", False, bool,
-              "let ONNX Runtime's CPU threads spin-wait for work between operators: 1-10 % faster "
-              "when the node has its cores to itself, but with other processes on them inference "
-              "took 1.4 to 1.9 times as long (benchmarks/bench_profile_heads.py)", unconfigured=True),
+              "let ONNX Runtime's CPU threads spin-wait for work between operators within an "
+              "inference call (they stop when it returns): 10-15 % faster when the node has its "
+              "cores to itself, but with other processes on them inference took 1.4 to 1.9 times "
+              "as long (benchmarks/bench_profile_heads.py)", unconfigured=True),
     ParamSpec("autostart", True, bool, "configure and activate at start-up"),
     # Cameras.
     ParamSpec("cameras", ["front"], "str[]",

@@ -158,6 +158,11 @@ def _stage_row(recipe: Any) -> str:
         what = (f"{p.get('steps', '?')} steps, batch {p.get('batch_size', '?')} frame pairs, lr "
                 f"{p.get('lr', '?')}, turn emphasis {p.get('turn_emphasis', '?')}")
         return f"| {recipe.name} | pose | pose decoder on the frozen encoder | {what} |"
+    if recipe.kind == "depth":
+        d = recipe.depth
+        what = (f"to {d.get('activation', 'relu')}; {d.get('steps', '?')} steps, batch "
+                f"{d.get('batch_size', '?')} frames, lr {d.get('lr', '?')}")
+        return f"| {recipe.name} | depth | depth decoder on the frozen encoder | {what} |"
     teachers = ", ".join(recipe.teachers) or "–"
     optim = recipe.optim
     return (f"| {recipe.name} | {recipe.kind} | {', '.join(recipe.model.tasks)} | "
@@ -191,6 +196,13 @@ def _recipe(chain: Path | None, payload: Mapping[str, Any]) -> list[str]:
                      f"{after.get('yaw_rmse_deg', float('nan')):.3f} deg, translation error "
                      f"{before.get('translation_error_m', float('nan')):.3f} -> "
                      f"{after.get('translation_error_m', float('nan')):.3f} m per frame pair.")
+    depth = payload.get("depth_stage")
+    if isinstance(depth, Mapping):
+        original, converted = depth.get("original") or {}, depth.get("converted") or {}
+        lines.append(f"Depth decoder: converted to {(depth.get('config') or {}).get('activation', '?')} "
+                     f"on the frozen encoder by the depth stage ({depth.get('train_frames', '?')} "
+                     f"frames); on the validation drives AbsRel "
+                     f"{original.get('abs_rel', float('nan')):.4f} -> {converted.get('abs_rel', float('nan')):.4f}.")
     steering = payload.get("steering_stage")
     if isinstance(steering, Mapping):
         lines.append("Steering head: the steering stage's final fit on the frozen encoder over all "

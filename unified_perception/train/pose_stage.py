@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +35,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from unified_perception.data.rosbag import RosbagSequenceReader
 from unified_perception.data.sample import POSE_FRAME_CAMERA
-from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, load_model_weights,
-                                                 model_from_checkpoint, save_checkpoint)
+from unified_perception.train.checkpoint import load_model_weights
 from unified_perception.train.geometry import matrix_to_pose_vector
 from unified_perception.train.augment import X_MIRROR
+from unified_perception.train.frozen_encoder import encode_frames, gather_features, read_samples
+from unified_perception.train.refit_loop import fit_head, load_for_refit, write_stage
 from unified_perception.train.losses.supervised import turn_weight
 from unified_perception.train.schema import plain_data
 from unified_perception.train.steering_fit import tenth_mean
@@ -152,11 +151,7 @@ class PoseStageResult:
 
 def read_drive(path: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """``[F, H, W, 3]`` uint8 frames at ``size`` and ``[F, 4, 4]`` ``T_odom_cam`` of a bag."""
-    if not Path(path).exists():
-        raise PoseStageError(f"bag '{path}' not found; give existing bag folders")
-    reader = RosbagSequenceReader(Path(path), offsets=(0,), size=size)
-    with reader:
-        samples = [reader[i] for i in range(len(reader))]
+    samples = read_samples(path, size, PoseStageError)
     if len(samples) < 2 or any(s.poses is None for s in samples):
         raise PoseStageError(f"bag '{path}' has fewer than two frames with camera odometry; the "
                              f"pose stage needs an odometry topic (and the camera's extrinsics)")
@@ -175,18 +170,6 @@ def pair_targets(T_odom_cam: np.ndarray, gap: int, mirror: bool = False) -> np.n
         S = X_MIRROR.double().numpy()
         T = S @ T @ S
     return matrix_to_pose_vector(torch.from_numpy(T)).float().numpy()
-
-
-@torch.no_grad()
-def encode_frames(model, images: np.ndarray, batch_size: int = 16) -> list[Tensor]:
-    """Encoder features (eval mode) of ``[F, H, W, 3]`` uint8 frames, fp16 per level, kept on the
-    CPU (the model may be on a GPU)."""
-    device = next(model.parameters()).device
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        chunks.append([f.half().cpu() for f in model.encoder(model.normalize(x))])
-    return [torch.cat(level) for level in zip(*chunks)]
 
 
 def build_pairs(model, paths: tuple[Path, ...], size: tuple[int, int], gaps: int, mirror: bool,
@@ -213,8 +196,8 @@ def build_pairs(model, paths: tuple[Path, ...], size: tuple[int, int], gaps: int
 def predict(pose, pairs: FramePairs, index: Tensor) -> Tensor:
     """``[len(index), 6]`` pose vectors of the pairs ``index`` (on the decoder's device)."""
     device = next(pose.parameters()).device
-    return pose([f[pairs.prev[index]].to(device).float() for f in pairs.features],
-                [f[pairs.cur[index]].to(device).float() for f in pairs.features]).pose_vector
+    return pose(gather_features(pairs.features, pairs.prev[index], device),
+                gather_features(pairs.features, pairs.cur[index], device)).pose_vector
 
 
 def pose_loss(prediction: Tensor, target: Tensor, config: PoseStageConfig) -> Tensor:
@@ -248,26 +231,13 @@ def score(pose, pairs: FramePairs) -> PoseErrors:
 
 def fit(pose, pairs: FramePairs, config: PoseStageConfig, progress: bool) -> list[float]:
     """Train ``pose`` on ``pairs``; returns the per-step losses."""
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(pose.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                   total_steps=config.steps, pct_start=0.05)
-    pose.train()
-    losses = []
-    bar = tqdm(range(config.steps), desc="pose refit", disable=not progress)
-    for _ in bar:
-        index = torch.randint(0, len(pairs.target), (config.batch_size,), generator=generator)
+    def batch_loss(index: Tensor) -> Tensor:
         prediction = predict(pose, pairs, index)
-        loss = pose_loss(prediction, pairs.target[index].to(prediction.device), config)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(pose.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    pose.eval()
-    return losses
+        return pose_loss(prediction, pairs.target[index].to(prediction.device), config)
+
+    return fit_head(pose, batch_loss, samples=len(pairs.target), steps=config.steps,
+                    batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
+                    seed=config.seed, desc="pose refit", progress=progress)
 
 
 def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True) -> PoseStageResult:
@@ -275,15 +245,8 @@ def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True
     ``pose_table.md`` into ``out_dir``."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    payload = load_checkpoint(config.checkpoint)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model_from_checkpoint(payload, config.checkpoint).eval().to(device)
-    model_config = ModelConfig.from_dict(payload["model_config"])
-    if model.pose is None:
-        raise PoseStageError(f"checkpoint '{config.checkpoint}' has no pose decoder (its tasks: "
-                             f"{', '.join(model_config.tasks)})")
-    size = (model_config.input_height, model_config.input_width)
-    torch.manual_seed(config.seed)
+    payload, model, model_config, size = load_for_refit(config.checkpoint, "pose", "pose decoder",
+                                                        PoseStageError, config.seed)
     validation = (build_pairs(model, config.validation, size, 1, False, progress, "encode validation")
                   if config.validation else None)
     before = score(model.pose, validation) if validation else None
@@ -299,9 +262,6 @@ def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True
         loss_start=tenth_mean(losses, last=False), loss_end=tenth_mean(losses, last=True),
         seconds=time.perf_counter() - started, final_checkpoint=out_dir / FINAL_CHECKPOINT,
         config=config.to_dict())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_dir / FINAL_CHECKPOINT,
-                    {**payload, "model": state, "pose_stage": result.to_dict()})
-    (out_dir / RESULTS_JSON).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (out_dir / TABLE_MD).write_text(result.table())
+    write_stage(out_dir, FINAL_CHECKPOINT, {**payload, "model": state, "pose_stage": result.to_dict()},
+                RESULTS_JSON, result.to_dict(), TABLE_MD, result.table())
     return result

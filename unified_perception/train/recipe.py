@@ -1,12 +1,14 @@
 """Training recipes: YAML files in ``config/train/``, validated on load.
 
-A recipe is one of four kinds:
+A recipe is one of five kinds:
 
 * ``perception`` (default): train a model (the unified student, or a dedicated teacher when its
   ``model.tasks`` name one group) with the multi-task losses, optionally distilling from frozen
   ``teachers``;
 * ``steering``: the steering stage on a frozen (or fine-tuned) encoder (``steering`` section);
 * ``pose``: the pose decoder refit on a frozen encoder (``pose`` section; train/pose_stage.py);
+* ``depth``: the depth decoder converted to ReLU on a frozen encoder (``depth`` section;
+  train/depth_stage.py);
 * ``chain``: run other recipes in order (``stages``), each into ``OUT/<stage name>``; a stage's
   paths may refer to an earlier stage's output as ``{out}/<stage>/best.pt``.
 
@@ -24,7 +26,7 @@ import yaml
 from unified_perception.train.checkpoint import ModelConfig
 from unified_perception.train.schema import ConfigError, parse_dataclass, plain_data
 
-RECIPE_KINDS = ("perception", "steering", "pose", "chain")
+RECIPE_KINDS = ("perception", "steering", "pose", "depth", "chain")
 
 
 class RecipeError(ConfigError):
@@ -125,6 +127,7 @@ class Recipe:
     log: LogSection = field(default_factory=LogSection)
     steering: dict[str, Any] = field(default_factory=dict)
     pose: dict[str, Any] = field(default_factory=dict)
+    depth: dict[str, Any] = field(default_factory=dict)
     stages: tuple[Path, ...] = ()
     source: Path | None = None
 
@@ -205,7 +208,6 @@ def _check_sections(recipe: Recipe) -> None:
         from unified_perception.train.steering_recipe import steering_values
         from unified_perception.train.steering_stage import SteeringStageConfig
         parse_dataclass(SteeringStageConfig, steering_values(recipe, render=False), "steering")
-    if recipe.kind == "pose":
-        from unified_perception.train.pose_recipe import pose_values
-        from unified_perception.train.pose_stage import PoseStageConfig
-        parse_dataclass(PoseStageConfig, pose_values(recipe, render=False), "pose")
+    if recipe.kind in ("pose", "depth"):
+        from unified_perception.train.refit_recipe import stage_config
+        stage_config(recipe, render=False)

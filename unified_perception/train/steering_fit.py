@@ -60,7 +60,7 @@ class EncodedFeatures(nn.Module):
 
     def forward(self, frames: Tensor) -> Tensor:
         """``[K]`` int64 global frame indices -> ``[K, C]`` pooled features."""
-        device = self.normalize.mean.device
+        device = self.normalize.shift.device
         x = self.images[frames.cpu()].to(device)
         pooled = FrameLatent.pool(self.encoder(self.normalize(x)), self.columns)
         if self.ego_motion is None:

@@ -87,9 +87,10 @@ def ensure_trained(recipe_name: str, args: argparse.Namespace) -> Path:
 
 def checkpoints_read(recipe) -> list[Path]:
     """The earlier stages' checkpoints ``recipe`` starts from: its teachers, its initial weights
-    (``model.init_checkpoint``) and the pose and steering stages' ``checkpoint``."""
+    (``model.init_checkpoint``) and the pose, depth and steering stages' ``checkpoint``."""
     paths = [*recipe.teachers.values(), recipe.model.init_checkpoint,
-             recipe.steering.get("checkpoint"), recipe.pose.get("checkpoint")]
+             recipe.steering.get("checkpoint"), recipe.pose.get("checkpoint"),
+             recipe.depth.get("checkpoint")]
     return [Path(p) for p in paths if p]
 
 
@@ -97,7 +98,8 @@ def is_finished(recipe, out: Path) -> bool:
     """Whether ``out`` holds a finished run of ``recipe`` (its done marker, the steering stage's
     results, or a latest.pt at the recipe's last step)."""
     from unified_perception.train.train_command import DONE_MARKER
-    results = {"steering": "steering_results.json", "pose": "pose_results.json"}.get(recipe.kind)
+    results = {"steering": "steering_results.json", "pose": "pose_results.json",
+               "depth": "depth_results.json"}.get(recipe.kind)
     if (out / DONE_MARKER).is_file() or (results is not None and (out / results).is_file()):
         return True
     if not (out / "latest.pt").is_file():

@@ -1,8 +1,7 @@
 """`unified-perception train --recipe config/train/NAME.yaml --out runs/NAME [--resume]`.
 
-Runs one recipe: a perception model (teacher or distilled student), the pose refit or steering
-stage, or a chain
-of recipes in order. The same command runs in one process or under
+Runs one recipe: a perception model (teacher or distilled student), the pose refit, depth refit
+or steering stage, or a chain of recipes in order. The same command runs in one process or under
 ``torchrun --nproc_per_node N -m unified_perception.cli train ...`` (DistributedDataParallel).
 """
 
@@ -55,9 +54,9 @@ def run_recipe(recipe, out_dir: Path, *, resume: bool = False, max_steps: int | 
         from unified_perception.train.steering_recipe import run_steering_recipe
         run_steering_recipe(recipe, out_dir, max_steps=max_steps, progress=progress)
         return out_dir
-    if recipe.kind == "pose":
-        from unified_perception.train.pose_recipe import run_pose_recipe
-        run_pose_recipe(recipe, out_dir, max_steps=max_steps, progress=progress)
+    if recipe.kind in ("pose", "depth"):
+        from unified_perception.train.refit_recipe import run_refit_recipe
+        run_refit_recipe(recipe, out_dir, max_steps=max_steps, progress=progress)
         return out_dir
     from unified_perception.train.distributed import init_distributed, shutdown
     from unified_perception.train.trainer import Trainer

@@ -22,6 +22,7 @@ much lower error in the same steps here. "Disparity" stays a normalised nearness
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unified_perception.contract import DEFAULT_DEPTH_RANGE_M
-from unified_perception.train.heads.layers import conv_elu, upsample_by
+from unified_perception.train.heads.layers import conv_act, upsample_by
 
 DISP_BINS = 32
 DISP_RANGE = (0.01, 1.0)
@@ -66,9 +67,18 @@ class AttentionGate(nn.Module):
         self.gate = nn.Conv2d(channels, inner, 1)
         self.skip = nn.Conv2d(channels, inner, 1)
         self.psi = nn.Conv2d(inner, 1, 1)
+        self.register_buffer("per_channel", torch.ones(channels, 1, 1, 1), persistent=False)
 
     def forward(self, coarse: Tensor, skip: Tensor) -> Tensor:
-        attention = torch.sigmoid(self.psi(F.relu(self.gate(coarse) + self.skip(skip))))
+        """The one-channel attention map is computed once per skip channel (``psi``'s single
+        filter repeated): the product is then of two tensors of one shape, which ONNX Runtime
+        runs in its blocked (NCHWc) layout, where a ``[N, 1, h, w]`` broadcast sent both operands
+        through layout reorders. Same values; a few kFLOPs more."""
+        hidden = F.relu(self.gate(coarse) + self.skip(skip))
+        # [C, 1, 1, 1] ones times psi's [1, inner, 1, 1] filter: a product of constants, which the
+        # export folds into one [C, inner, 1, 1] weight (an expand left its shape symbolic).
+        attention = torch.sigmoid(F.conv2d(hidden, self.per_channel * self.psi.weight,
+                                           self.per_channel[:, 0, 0, 0] * self.psi.bias))
         return skip * attention
 
 
@@ -100,19 +110,22 @@ class DepthDecoder(nn.Module):
     def __init__(self, in_channels: tuple[int, ...], width: int = 256,
                  fine_widths: tuple[int, int] = (64, 32),
                  depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M,
-                 output_stride: int = 1) -> None:
+                 output_stride: int = 1, activation: str = "elu") -> None:
+        """``activation``: of the fusion convolutions, ``elu`` (the release) or ``relu`` (what the
+        depth refit stage converts a trained decoder to: train/depth_stage.py)."""
         super().__init__()
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"depth output stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         self.depth_range_m, self.output_stride = depth_range_m, output_stride
         self.project = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
         self.gates = nn.ModuleList(AttentionGate(width, max(width // 4, 8)) for _ in in_channels[:-1])
-        self.fuse = nn.ModuleList(nn.Sequential(conv_elu(2 * width, width), conv_elu(width, width))
+        conv = functools.partial(conv_act, activation=activation)
+        self.fuse = nn.ModuleList(nn.Sequential(conv(2 * width, width), conv(width, width))
                                   for _ in in_channels[:-1])
         w2, w1 = fine_widths
         # Fine levels only down to the output stride; one soft-bin predictor per predicted stride.
-        self.up2 = conv_elu(width, w2) if output_stride <= 2 else None
-        self.up1 = conv_elu(w2, w1) if output_stride == 1 else None
+        self.up2 = conv(width, w2) if output_stride <= 2 else None
+        self.up1 = conv(w2, w1) if output_stride == 1 else None
         widths = {1: w1, 2: w2, 4: width, 8: width, 16: width, 32: width}
         self.strides = tuple(output_stride * 2 ** i for i in range(4))      # finest first
         self.predict = nn.ModuleList(SoftBinDisparity(widths[s]) for s in self.strides)

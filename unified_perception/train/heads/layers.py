@@ -14,9 +14,18 @@ def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1,
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def conv_elu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
-    """Conv + ELU (the self-supervised depth decoders' choice: no batch statistics)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ELU(inplace=True))
+ACTIVATIONS = ("elu", "relu")
+"""Activations of :func:`conv_act`."""
+
+
+def conv_act(cin: int, cout: int, kernel: int = 3, activation: str = "elu") -> nn.Sequential:
+    """Conv + ELU (the self-supervised depth decoders' choice: no batch statistics) or + ReLU
+    (which ONNX Runtime fuses into the convolution, blocked layout and INT8 included). The
+    parameters (``0.weight``, ``0.bias``) are the same either way."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    act = nn.ELU(inplace=True) if activation == "elu" else nn.ReLU(inplace=True)
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2), act)
 
 
 def separable_conv_bn_relu(cin: int, cout: int, kernel: int = 5) -> nn.Sequential:

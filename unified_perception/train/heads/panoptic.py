@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unified_perception.contract import NUM_CLASSES
@@ -35,10 +36,15 @@ class ASPP(nn.Module):
         self.project = conv_bn_relu(cout * (len(rates) + 2), cout, 1)
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        """``x`` ``[N, C, h, w]`` with ``size`` = (h, w) as ints. The image-pooling branch is
-        broadcast to ``size`` by adding constant zeros (exact), which keeps the exported shape
-        static where an ``expand`` to ``x.shape`` would compute it at run time."""
-        pooled = self.pool(x.mean(dim=(2, 3), keepdim=True)) + x.new_zeros(1, 1, *size)
+        """``x`` ``[N, C, h, w]`` with ``size`` = (h, w) as ints. The image-pooling branch is a
+        global average pool, and its ``[N, C, 1, 1]`` result is spread over ``size`` by nearest
+        upsampling with the constant factors (h, w): exact, with static exported shapes, and both
+        ops run in ONNX Runtime's blocked (NCHWc) layout, so the concatenation with the other
+        branches does too (a broadcasting add kept it, and the four branch outputs, in plain
+        layout with a reorder each)."""
+        h, w = size
+        pooled = F.interpolate(self.pool(F.adaptive_avg_pool2d(x, 1)), scale_factor=(float(h), float(w)),
+                               mode="nearest")
         return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
 
 
@@ -78,6 +84,7 @@ class PanopticHeadOutput(NamedTuple):
     """Dense predictions at the input size."""
 
     semantic_logits: Tensor     # [N, C, H, W] float32
+    semantic_logits_s4: Tensor  # [N, C, H/4, W/4] float32, the same before upsampling
     center_heatmap_s4: Tensor   # [N, 1, H/4, W/4] float32 (center extraction runs at stride 4)
     center_heatmap: Tensor      # [N, 1, H, W] float32
     center_offsets: Tensor      # [N, 2, H, W] float32, (dy, dx) in input pixels
@@ -121,6 +128,7 @@ class PanopticHead(nn.Module):
         offsets_s4 = self.offset_head(inst)
         return PanopticHeadOutput(
             semantic_logits=upsample_by(sem, PREDICTION_STRIDE),
+            semantic_logits_s4=sem,
             center_heatmap_s4=center_s4,
             center_heatmap=upsample_by(center_s4, PREDICTION_STRIDE),
             center_offsets=upsample_by(offsets_s4, PREDICTION_STRIDE),

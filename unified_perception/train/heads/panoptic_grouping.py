@@ -50,12 +50,14 @@ class PanopticGrouping(nn.Module):
     def __init__(self, image_size: tuple[int, int], num_classes: int = NUM_CLASSES,
                  thing_class_ids: tuple[int, ...] = THING_CLASS_IDS, top_k: int = 64,
                  threshold: float = 0.1, nms_kernel: int = 3, center_stride: int = 4,
-                 vote_stride: int = 1) -> None:
+                 vote_stride: int = 1, label_stride: int = 1) -> None:
         super().__init__()
         if vote_stride not in (1, center_stride):
             raise ValueError(f"vote stride must be 1 or the center stride {center_stride}, "
                              f"got {vote_stride}")
-        self.vote_stride = vote_stride
+        if label_stride not in (1, 2):
+            raise ValueError(f"semantic label stride must be 1 or 2, got {label_stride}")
+        self.vote_stride, self.label_stride = vote_stride, label_stride
         height, width = image_size
         if height % center_stride or width % center_stride:
             raise ValueError(f"grouping input size {height}x{width} must be a multiple of the "
@@ -82,6 +84,16 @@ class PanopticGrouping(nn.Module):
     def _buffer(self, name: str, value: Tensor) -> None:
         self.register_buffer(name, value, persistent=False)
 
+    def semantic_labels(self, semantic_logits: Tensor) -> Tensor:
+        """Logits ``[N, C, H/s, W/s]`` at the label stride ``s`` -> class ids ``[N, H, W]`` int32:
+        the argmax, spread over s x s pixels (nearest upsampling by the constant factor)."""
+        labels = semantic_logits.argmax(dim=1)
+        if self.label_stride == 1:
+            return labels.to(torch.int32)
+        spread = F.interpolate(labels[:, None].to(semantic_logits.dtype),
+                               scale_factor=float(self.label_stride), mode="nearest")
+        return spread[:, 0].to(torch.int32)
+
     def centers(self, heatmap_s4: Tensor) -> tuple[Tensor, Tensor]:
         """``[N, 1, H/4, W/4]`` -> center (y, x) in input pixels ``[N, K, 2]`` and validity ``[N, K]``.
         Center ``i`` sits at the centre of stride-4 cell ``i`` (row-major), ``4 * cell + 1.5``."""
@@ -106,13 +118,14 @@ class PanopticGrouping(nn.Module):
         return torch.where(valid[:, :, None], dist, _FAR)
 
     def forward(self, semantic_logits: Tensor, heatmap_s4: Tensor, offsets: Tensor) -> PanopticResult:
-        """``[N, C, H, W]`` logits, ``[N, 1, H/4, W/4]`` heatmap and offsets (dy, dx in input px)
-        ``[N, 2, H, W]``, or ``[N, 2, H/4, W/4]`` with ``vote_stride`` 4."""
+        """``[N, C, H, W]`` logits (``[N, C, H/2, W/2]`` with ``label_stride`` 2), ``[N, 1, H/4,
+        W/4]`` heatmap and offsets (dy, dx in input px) ``[N, 2, H, W]``, or ``[N, 2, H/4, W/4]``
+        with ``vote_stride`` 4."""
         if self.vote_stride > 1:
             return self._group_cells(semantic_logits, heatmap_s4, offsets)
         h, w = self.height, self.width
         dtype = semantic_logits.dtype
-        semantic = semantic_logits.argmax(dim=1).to(torch.int32).reshape(-1, h * w)  # [N, HW]
+        semantic = self.semantic_labels(semantic_logits).reshape(-1, h * w)      # [N, HW]
         dist = self.center_distances(heatmap_s4, offsets)                         # [N, K, HW]
         nearest = dist.argmin(dim=1).to(torch.int32)                               # [N, HW]
         cls_onehot = (semantic[:, :, None] == self.classes).to(dtype)              # [N, HW, C]
@@ -137,7 +150,7 @@ class PanopticGrouping(nn.Module):
         h, w, s = self.height, self.width, self.vote_stride
         hc, wc = h // s, w // s
         dtype = semantic_logits.dtype
-        semantic = semantic_logits.argmax(dim=1).to(torch.int32)                   # [N, H, W]
+        semantic = self.semantic_labels(semantic_logits)                           # [N, H, W]
         cell_class = semantic[:, s // 2::s, s // 2::s].reshape(-1, hc * wc)        # [N, hw]
         votes = self.cell_yx.T + offsets_s4.reshape(-1, 2, hc * wc)                # [N, 2, hw] px
         dist = self._vote_distances(heatmap_s4, votes[:, 0:1], votes[:, 1:2])      # [N, K, hw]
