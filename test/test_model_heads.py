@@ -109,6 +109,14 @@ def test_grouping_labels_at_stride_two_spread_over_two_by_two_pixels() -> None:
         PanopticGrouping((h, w), label_stride=4)
 
 
+@pytest.mark.parametrize("things", [(11, 12, 13, 14, 15, 16, 17, 18), (2, 5, 18)])
+def test_thing_pixels_are_the_thing_classes(things: tuple[int, ...]) -> None:
+    grouping = PanopticGrouping((8, 8), thing_class_ids=things)
+    assert grouping.first_thing == (11 if len(things) == 8 else None)   # a comparison, or a lookup
+    classes = torch.arange(19, dtype=torch.int32).reshape(1, 19)
+    assert grouping.is_thing_pixel(classes)[0].nonzero()[:, 0].tolist() == list(things)
+
+
 def test_grouping_assigns_thing_pixels_to_the_nearest_voted_center() -> None:
     h, w = 16, 32
     car, road = 13, 0

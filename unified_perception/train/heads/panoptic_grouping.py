@@ -71,6 +71,10 @@ class PanopticGrouping(nn.Module):
         """Center slots actually used: ``top_k``, or every stride-4 cell when there are fewer."""
         is_thing = torch.zeros(num_classes)
         is_thing[list(thing_class_ids)] = 1.0
+        things = sorted(set(thing_class_ids))
+        self.first_thing = (things[0] if things and things == list(range(things[0], num_classes))
+                            else None)
+        """The first thing class where the thing classes are the last ones (None otherwise)."""
         self._buffer("is_thing", is_thing)                                        # [C] 0/1
         self._buffer("is_thing_bool", is_thing > 0.5)                             # [C] bool
         cy, cx = torch.meshgrid(torch.arange(cells_y), torch.arange(cells_x), indexing="ij")
@@ -83,6 +87,13 @@ class PanopticGrouping(nn.Module):
 
     def _buffer(self, name: str, value: Tensor) -> None:
         self.register_buffer(name, value, persistent=False)
+
+    def is_thing_pixel(self, semantic: Tensor) -> Tensor:
+        """Class ids (int32, any shape) -> whether each is a thing class (bool). Where the thing
+        ids are the last classes (Cityscapes: 11..18 of 0..18) one comparison, else a lookup."""
+        if self.first_thing is not None:
+            return semantic >= self.first_thing
+        return self.is_thing_bool[semantic]
 
     def semantic_labels(self, semantic_logits: Tensor) -> Tensor:
         """Logits ``[N, C, H/s, W/s]`` at the label stride ``s`` -> class ids ``[N, H, W]`` int32:
@@ -162,18 +173,19 @@ class PanopticGrouping(nn.Module):
         counts = vote_onehot.transpose(1, 2) @ cls_onehot                          # [N, K+1, C]
         inst_class = counts.argmax(dim=2).to(dtype)                                # [N, K+1]
         inst_known = (counts.amax(dim=2) > 0).to(dtype)                            # [N, K+1]
-        # Per cell: its vote, the class of that instance, whether the instance has a class; then
-        # every pixel takes its cell's values (nearest upsampling by a constant factor, exact).
-        per_cell = torch.stack([vote.to(dtype), (vote_onehot @ inst_class[:, :, None])[..., 0],
-                                (vote_onehot @ inst_known[:, :, None])[..., 0]], dim=1)
-        per_pixel = F.interpolate(per_cell.reshape(-1, 3, hc, wc), scale_factor=float(s),
-                                  mode="nearest").reshape(-1, 3, h * w)
-        pixel_vote, pixel_class = per_pixel[:, 0].to(torch.int32), per_pixel[:, 1].to(torch.int32)
+        # Per cell: its vote, and the class of that instance where it voted for one that has a
+        # class (-1 otherwise); then every pixel takes its cell's values (nearest upsampling by a
+        # constant factor, exact).
+        cell_inst_class = torch.where((vote > 0) & ((vote_onehot @ inst_known[:, :, None])[..., 0] > 0.5),
+                                      (vote_onehot @ inst_class[:, :, None])[..., 0], -1.0)
+        per_cell = torch.stack([vote.to(dtype), cell_inst_class], dim=1)
+        per_pixel = F.interpolate(per_cell.reshape(-1, 2, hc, wc), scale_factor=float(s),
+                                  mode="nearest").reshape(-1, 2, h * w).to(torch.int32)
+        pixel_vote, pixel_class = per_pixel[:, 0], per_pixel[:, 1]
         semantic = semantic.reshape(-1, h * w)
-        thing = self.is_thing_bool[semantic]                                       # [N, HW]
+        thing = self.is_thing_pixel(semantic)                                      # [N, HW]
         instances = torch.where(thing, pixel_vote, 0)
-        classified = thing & (per_pixel[:, 0] > 0.5) & (per_pixel[:, 2] > 0.5)
-        cls = torch.where(classified, pixel_class, semantic)
+        cls = torch.where(thing & (pixel_class >= 0), pixel_class, semantic)
         panoptic = cls * PANOPTIC_LABEL_DIVISOR + instances
         return PanopticResult(semantic.reshape(-1, h, w), instances.reshape(-1, h, w),
                               panoptic.reshape(-1, h, w))
