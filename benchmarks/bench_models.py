@@ -30,8 +30,10 @@ BACKBONE = "resnet18"
 SHIPPED_HEAD_OVERRIDES = {"depth_activation": "relu", "latent_ego_motion": True,
                           "steering_kinematic": True}
 """Head options of the shipped model beyond the preset (its depth decoder converted to ReLU by the
-depth stage, the latent and steering reading the ego-motion), so that the random models here have
-its architecture, operators included."""
+depth stage, the latent and steering reading the ego-motion), so that the random unified model here
+has its architecture, operators included. The dedicated models take the depth activation (the
+ego-motion options need the pose decoder of a two-frame model)."""
+DEDICATED_HEAD_OVERRIDES = {"depth_activation": "relu"}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -43,7 +45,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def export_light_model(height: int, width: int, directory: Path, task: str | None = None,
                        weights_fp16: bool = False) -> Path:
     """A random ``light`` resnet18 model with the shipped model's head options
-    (:data:`SHIPPED_HEAD_OVERRIDES`) exported to ONNX in ``directory``: the unified model (all
+    (:data:`SHIPPED_HEAD_OVERRIDES`, :data:`DEDICATED_HEAD_OVERRIDES`) exported to ONNX in ``directory``: the unified model (all
     tasks), or with ``task`` the dedicated single-task model (the same head on its own encoder);
     ``weights_fp16`` stores the weights as float16 (computed in float32)."""
     from unified_perception.train.export import export_model
@@ -53,7 +55,7 @@ def export_light_model(height: int, width: int, directory: Path, task: str | Non
         model = build_unified_model(BACKBONE, height, width, seed=0, preset=PRESET, **SHIPPED_HEAD_OVERRIDES)
     else:
         model = build_single_task_model(task, BACKBONE, height, width, seed=0, preset=PRESET,
-                                        **SHIPPED_HEAD_OVERRIDES)
+                                        **DEDICATED_HEAD_OVERRIDES)
     suffix = "_fp16w" if weights_fp16 else ""
     path = directory / f"{task or 'unified'}_{BACKBONE}_{PRESET}_{height}x{width}{suffix}.onnx"
     if not path.exists():

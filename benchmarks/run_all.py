@@ -73,7 +73,7 @@ class Effort:
     held_out_frames: int
 
 
-FULL = Effort(rounds=5, per_round=3, node_frames=20, calibration_frames=64, held_out_frames=40)
+FULL = Effort(rounds=10, per_round=5, node_frames=60, calibration_frames=64, held_out_frames=40)
 QUICK = Effort(rounds=2, per_round=2, node_frames=5, calibration_frames=8, held_out_frames=8)
 
 

@@ -12,7 +12,7 @@ import torch
 from trainer_helpers import (ONLY_DISTILLATION, one_torch_thread, save_tiny_model,  # noqa: F401
                              tiny_bags, tiny_recipe, write_recipe)
 from unified_perception.contract import CLASS_ID
-from unified_perception.train.checkpoint import BEST, LATEST, load_checkpoint
+from unified_perception.train.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint
 from unified_perception.train.losses.balancing import UNCERTAINTY_TASKS
 from unified_perception.train.losses.distillation import DISTILLATION_TERMS
 from unified_perception.train.recipe import load_recipe, parse_recipe
@@ -142,3 +142,33 @@ def test_chain_runs_its_stages_in_order_and_resume_skips_the_finished_stage(
     assert "stage stage_a already done" in err and "stage stage_b ->" in err
     assert (out / "stage_a" / LATEST).stat().st_mtime_ns == finished
     assert (out / "stage_b" / DONE_MARKER).is_file()
+
+
+def test_a_frozen_encoder_from_another_checkpoint_stays_as_loaded_while_the_heads_train(
+        tiny_bags: list[Path], tmp_path: Path) -> None:
+    """model.init_encoder loads only the encoder (the checkpoint's heads are another preset's);
+    model.freeze_encoder keeps its weights and batch-norm statistics while the heads learn."""
+    def shifted_statistics(model: torch.nn.Module) -> None:
+        with torch.no_grad():
+            model.encoder.layer1[0].bn1.running_mean.fill_(0.3)
+    source = save_tiny_model(tmp_path / "source.pt", ("depth", "semantic"), seed=5, edit=shifted_statistics)
+    recipe = parse_recipe(tiny_recipe(tiny_bags, model={"preset": "paper", "tasks": ["depth", "semantic"],
+                                                        "init_encoder": str(source),
+                                                        "freeze_encoder": True},
+                                      optim={"steps": 3}))
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    loaded = load_checkpoint(source)["model"]
+    heads_before = {k: v.clone() for k, v in trainer.model.state_dict().items() if k.startswith("depth.")}
+    batch = next(trainer.batches())
+    for _ in range(3):
+        trainer.train_step(batch)
+    state = trainer.model.state_dict()
+    for key, value in loaded.items():
+        if key.startswith("encoder."):
+            assert torch.equal(state[key], value), key
+    assert any(not torch.equal(state[k], v) for k, v in heads_before.items())
+    assert not any(p.requires_grad for p in trainer.model.encoder.parameters())
+    assert "encoder of checkpoint" in trainer.backbone_init
+    other_size = parse_recipe(tiny_recipe(tiny_bags, model={"input_width": 160, "init_encoder": str(source)}))
+    with pytest.raises(CheckpointError, match="model.init_encoder needs resnet18 at 64x160"):
+        Trainer(other_size, tmp_path / "run2", progress=False)

@@ -117,6 +117,24 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "") -> Uni
     return model
 
 
+
+def load_encoder_weights(model: UnifiedModel, path: str | Path, config: ModelConfig) -> None:
+    """Load only the encoder of the checkpoint ``path`` into ``model`` (whose heads may differ from
+    the checkpoint's); one :class:`CheckpointError` when the backbone or input size differs."""
+    payload = load_checkpoint(path)
+    saved = ModelConfig.from_dict(payload.get("model_config") or {})
+    if (saved.backbone, saved.input_height, saved.input_width) != (config.backbone, config.input_height,
+                                                                   config.input_width):
+        raise CheckpointError(f"checkpoint '{path}' has a {saved.backbone} encoder at "
+                              f"{saved.input_height}x{saved.input_width}; model.init_encoder needs "
+                              f"{config.backbone} at {config.input_height}x{config.input_width}")
+    prefix = "encoder."
+    state = {k[len(prefix):]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+    try:
+        model.encoder.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint '{path}': its encoder does not fit ({str(err).splitlines()[0]})") from None
+
 def check_architecture(payload: dict[str, Any], expected: ModelConfig, path: str | Path = "", *,
                        same_size: bool = True, hint: str = "") -> None:
     """Raise one :class:`CheckpointError` when the checkpoint's ``model_config`` is another

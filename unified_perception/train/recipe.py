@@ -46,6 +46,8 @@ class ModelSection:
     imagenet_weights: Path | None = None     # local torchvision-layout state dict for the backbone
     imagenet_weights_optional: bool = False  # true: a missing imagenet_weights file means random init
     init_checkpoint: Path | None = None      # start from these weights (e.g. an earlier stage)
+    init_encoder: Path | None = None         # the encoder's weights from this checkpoint (heads may differ)
+    freeze_encoder: bool = False             # keep the encoder as loaded: not trained, BN statistics fixed
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.backbone, self.input_height, self.input_width, self.tasks,

@@ -1,5 +1,5 @@
-"""`unified-perception study {distillation,steering}`: regenerate the tables of the paper's two
-claims at small scale, training whatever run is missing first.
+"""`unified-perception study {distillation,steering,heads}`: regenerate the tables of the paper's two
+claims at small scale, and of the car's head choices, training whatever run is missing first.
 
 * ``distillation``: the unified student trained WITH the multi-backbone teacher
   (``synthetic_student.yaml``) and WITHOUT it (``synthetic_student_no_distill.yaml``: same data,
@@ -7,8 +7,12 @@ claims at small scale, training whatever run is missing first.
   seed, never trained on) with the validation's metrics, every task side by side with its baseline.
 * ``steering``: the steering stage's k-fold table (frozen unified encoder vs the encoder fine-tuned
   vs a frozen encoder not trained on the driving tasks), from ``synthetic_steering.yaml``.
+* ``heads``: the car's ``light`` heads (``synthetic_heads_light.yaml``) against the paper release's
+  (``synthetic_heads_paper.yaml``), both trained on the same frozen encoder (the distilled
+  student's) with the same data, schedule and losses, scored on the held-out drives like the
+  distillation study.
 
-Both write Markdown + JSON into ``--out`` (default ``docs/studies``).
+Each writes Markdown + JSON into ``--out`` (default ``docs/studies``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ CHAIN = "synthetic_chain.yaml"
 WITH_TEACHERS = "synthetic_student.yaml"
 WITHOUT_TEACHERS = "synthetic_student_no_distill.yaml"
 STEERING = "synthetic_steering.yaml"
+HEADS_LIGHT = "synthetic_heads_light.yaml"
+HEADS_PAPER = "synthetic_heads_paper.yaml"
 HELD_OUT_SEEDS = (100, 2028)
 """The validation seed of the synthetic recipes and the demo's drive (both never trained on)."""
 TABLE_METRICS: dict[str, tuple[tuple[str, str, bool], ...]] = {
@@ -40,7 +46,7 @@ TABLE_METRICS: dict[str, tuple[tuple[str, str, bool], ...]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study", choices=("distillation", "steering"))
+    parser.add_argument("study", choices=tuple(STUDIES))
     parser.add_argument("--runs", type=Path, default=Path("runs/synthetic"),
                         help="the synthetic chain's run folder (missing runs are trained into it)")
     parser.add_argument("--recipes", type=Path, default=RECIPES, help="recipe folder")
@@ -59,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        path = (distillation_study if args.study == "distillation" else steering_study)(args)
+        path = STUDIES[args.study](args)
     except (RecipeError, TrainingError, CheckpointError) as err:
         print(f"unified-perception study: {err}", file=sys.stderr)
         return 2
@@ -87,8 +93,9 @@ def ensure_trained(recipe_name: str, args: argparse.Namespace) -> Path:
 
 def checkpoints_read(recipe) -> list[Path]:
     """The earlier stages' checkpoints ``recipe`` starts from: its teachers, its initial weights
-    (``model.init_checkpoint``) and the pose, depth and steering stages' ``checkpoint``."""
-    paths = [*recipe.teachers.values(), recipe.model.init_checkpoint,
+    (``model.init_checkpoint``, ``model.init_encoder``) and the pose, depth and steering stages'
+    ``checkpoint``."""
+    paths = [*recipe.teachers.values(), recipe.model.init_checkpoint, recipe.model.init_encoder,
              recipe.steering.get("checkpoint"), recipe.pose.get("checkpoint"),
              recipe.depth.get("checkpoint")]
     return [Path(p) for p in paths if p]
@@ -117,10 +124,9 @@ def held_out_validator(args: argparse.Namespace, size: tuple[int, int]):
     return Validator([open_dataset("rosbag", p, offsets=(0,), size=size) for p in bags]), bags
 
 
-def distillation_study(args: argparse.Namespace) -> Path:
+def scored_runs(args: argparse.Namespace, runs: dict[str, Path]) -> dict[str, Any]:
+    """Each run's ``best.pt`` scored on the held-out drives (with the baselines), by label."""
     from unified_perception.train.checkpoint import load_checkpoint, model_from_checkpoint
-    runs = {"with teachers": ensure_trained(WITH_TEACHERS, args),
-            "without teachers": ensure_trained(WITHOUT_TEACHERS, args)}
     results: dict[str, Any] = {}
     validator = bags = None
     for label, run in runs.items():
@@ -133,32 +139,60 @@ def distillation_study(args: argparse.Namespace) -> Path:
                           "metrics": scored.model}
         results["baseline"] = {"metrics": scored.baseline}
     results["held_out"] = [str(b) for b in bags]
-    (args.out / "distillation.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    path = args.out / "distillation.md"
-    path.write_text(distillation_table(results))
+    return results
+
+
+def two_run_study(args: argparse.Namespace, name: str, recipes: dict[str, str], title: str,
+                  change: bool = False) -> Path:
+    """Train (if missing) and score the two runs of ``recipes`` (label -> recipe file), write
+    ``<name>.json`` and ``<name>.md`` (``title`` with ``{steps}`` and ``{drives}`` filled in)."""
+    runs = {label: ensure_trained(recipe, args) for label, recipe in recipes.items()}
+    results = scored_runs(args, runs)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    steps = " and ".join(str(results[label]["step"]) for label in runs)
+    drives = ", ".join(Path(b).name for b in results["held_out"])
+    path = args.out / f"{name}.md"
+    path.write_text(comparison_table(results, tuple(runs), title.format(steps=steps, drives=drives),
+                                     change=change))
     return path
 
 
-def distillation_table(results: dict[str, Any]) -> str:
-    """Markdown: task | metric | with teachers | without | baseline (the better student in bold)."""
-    steps = {k: results[k]["step"] for k in ("with teachers", "without teachers")}
-    lines = [f"Distillation study: the unified student with and without the multi-backbone teacher "
-             f"(steps {steps['with teachers']} and {steps['without teachers']} of the same schedule), "
-             f"scored on the held-out drives {', '.join(Path(b).name for b in results['held_out'])}.",
-             "", "| task | metric | with teachers | without teachers | baseline |",
-             "|---|---|---|---|---|"]
+def distillation_study(args: argparse.Namespace) -> Path:
+    return two_run_study(
+        args, "distillation", {"with teachers": WITH_TEACHERS, "without teachers": WITHOUT_TEACHERS},
+        "Distillation study: the unified student with and without the multi-backbone teacher "
+        "(steps {steps} of the same schedule), scored on the held-out drives {drives}.")
+
+
+def heads_study(args: argparse.Namespace) -> Path:
+    return two_run_study(
+        args, "heads", {"light heads": HEADS_LIGHT, "paper heads": HEADS_PAPER},
+        "Head study: the car's `light` heads against the paper release's heads, each trained on the "
+        "SAME frozen encoder (the distilled student's) with the same data, schedule and losses "
+        "(best steps {steps}), scored on the held-out drives {drives}. 'change' is light against "
+        "paper, relative; negative = light is worse.", change=True)
+
+
+def comparison_table(results: dict[str, Any], labels: tuple[str, str], title: str,
+                     change: bool = False) -> str:
+    """Markdown: task | metric | the two runs | (relative change of the first vs the second) |
+    baseline; the better run in bold."""
+    lines = [title, "", f"| task | metric | {labels[0]} | {labels[1]} |"
+             + (" change |" if change else "") + " baseline |",
+             "|---|---|---|---|" + ("---|" if change else "") + "---|"]
     for task, metrics in TABLE_METRICS.items():
         for key, label, higher in metrics:
-            values = [results[k]["metrics"].get(task, {}).get(key) for k in
-                      ("with teachers", "without teachers", "baseline")]
+            values = [results[k]["metrics"].get(task, {}).get(key) for k in (*labels, "baseline")]
             if values[0] is None or values[1] is None:
                 continue
             best = max(values[:2]) if higher else min(values[:2])
             cells = [(f"**{v:.3f}**" if v == best and values[0] != values[1] else f"{v:.3f}")
-                     if isinstance(v, (int, float)) else "–" for v in values[:2]]
+                     for v in values[:2]]
+            if change:
+                gain = (values[0] - values[1]) / abs(values[1]) if values[1] else float("nan")
+                cells.append(f"{(gain if higher else -gain):+.1%}")
             base = f"{values[2]:.3f}" if isinstance(values[2], (int, float)) else "–"
-            lines.append(f"| {task} | {label} {'↑' if higher else '↓'} | {cells[0]} | {cells[1]} | "
-                         f"{base} |")
+            lines.append(f"| {task} | {label} {'↑' if higher else '↓'} | {' | '.join(cells)} | {base} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,3 +202,7 @@ def steering_study(args: argparse.Namespace) -> Path:
     shutil.copyfile(run / "steering_table.md", path)
     shutil.copyfile(run / "steering_results.json", args.out / "steering.json")
     return path
+
+
+STUDIES = {"distillation": distillation_study, "steering": steering_study, "heads": heads_study}
+"""Study name -> the function that runs it and returns its table's path."""

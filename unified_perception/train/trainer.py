@@ -28,8 +28,8 @@ from torch import nn
 
 from unified_perception.train.batch import Batch
 from unified_perception.train.checkpoint import (BEST, LATEST, ModelConfig, check_architecture,
-                                                 load_checkpoint, load_model_weights,
-                                                 save_checkpoint)
+                                                 load_checkpoint, load_encoder_weights,
+                                                 load_model_weights, save_checkpoint)
 from unified_perception.train.distributed import (DistributedContext, barrier, broadcast_flag,
                                                   gather_digests, init_distributed, state_digest)
 from unified_perception.train.model import UnifiedModel
@@ -161,6 +161,12 @@ class Trainer:
                                     "backbone, preset and tasks")
             load_model_weights(model, payload["model"], section.init_checkpoint)
             self.backbone_init = f"checkpoint ({section.init_checkpoint})"
+        if section.init_encoder is not None:
+            load_encoder_weights(model, section.init_encoder, self.model_config)
+            self.backbone_init = f"encoder of checkpoint ({section.init_encoder})"
+        if section.freeze_encoder:
+            for param in model.encoder.parameters():
+                param.requires_grad_(False)
         return model
 
     def _build_teacher(self) -> nn.Module | None:
@@ -314,6 +320,8 @@ class Trainer:
         if self.intrinsics is None:
             self.intrinsics = intrinsics_normalized(batch)
         self.model.train()
+        if self.recipe.model.freeze_encoder:
+            self.model.encoder.eval()          # its batch-norm statistics stay as loaded
         amp = self._amp_dtype()
         autocast = torch.autocast("cuda", dtype=amp) if amp else nullcontext()
         with autocast:
