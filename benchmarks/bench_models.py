@@ -91,27 +91,6 @@ def cpu_engine(model: Path, threads: int = 0, spinning: bool = False) -> Inferen
                                         intra_op_spinning=spinning), log=lambda _: None)
 
 
-def one_session_at_a_time_ms(models: Mapping[str, Path], rounds: int, calls: int, threads: int = 0,
-                             spinning: bool = False) -> dict[str, np.ndarray]:
-    """ms per call of each model, ``rounds`` rounds in which each model in turn gets its own engine,
-    two warm-up calls and ``calls`` timed calls, and is closed before the next one starts. For
-    settings that make idle sessions busy: spinning threads of a session that waits for its turn
-    would take the cores from the one being timed (as in :func:`interleaved_ms`, where every
-    candidate's session stays open)."""
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, path in models.items():
-            engine = cpu_engine(path, threads, spinning)
-            step = engine_step(engine)
-            step()
-            for _ in range(calls):
-                start = time.perf_counter()
-                step()
-                samples[name].append((time.perf_counter() - start) * 1e3)
-            engine.close()
-    return {name: np.asarray(v) for name, v in samples.items()}
-
-
 def engine_step(engine: InferenceEngine, cameras: int = 1, seed: int = 0) -> Callable[[], Any]:
     """A call of ``engine`` on ``cameras`` random model-size frames, each call the next frame in
     time (state carried, two-frame heads running). The first frame is run here."""

@@ -20,8 +20,7 @@ alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show
    weights, with the INT8 outputs' agreement with float32 on a held-out synthetic bag;
 6. the compute floor: total GFLOPs / the GFLOP/s the bare encoder reaches, and the model's ratio;
    the floor and INT8 / float32 again for cores that run nothing else (``intra_op_spinning``:
-   threads spin-wait between operators), each model in its own session, one at a time (open
-   sessions' spinning threads would take the cores from the one being timed);
+   threads spin-wait between the operators of a call);
 7. GPU rows (CUDA / TensorRT fp16 and INT8, 192x640 and 384x1024, batch 1 and 6, engine cache on the
    second start) when a GPU provider is available; otherwise listed as not run, with the reason.
 
@@ -43,7 +42,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench_models import (REPO, cpu_engine, engine_step, export_light_model, interleaved_ms,
-                          machine, machine_line, model_gflops, one_session_at_a_time_ms,
+                          machine, machine_line, model_gflops,
                           parse_size)
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
 
@@ -157,16 +156,20 @@ def floor_section(size: str, floor: dict[str, float]) -> list[Row]:
 
 def dedicated_cores_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
     """The compute floor and INT8 / float32 again with ``intra_op_spinning`` (threads spin-wait
-    between operators: the setting for cores that run nothing else), each model in its own
-    session, one session at a time (:func:`one_session_at_a_time_ms`). Needs the INT8 model that
+    between the operators of a call: the setting for cores that run nothing else), interleaved
+    like the other sections (the engine stops a session's spinning when its call returns, so the
+    sessions waiting for their turn stay idle). Needs the INT8 model that
     :func:`precision_section` wrote."""
     h, w = parse_size(size)
     models = {"encoder": export_light_model(h, w, work, task="steering"),
               "unified": export_light_model(h, w, work), "INT8": work / f"unified_{size}_int8.onnx"}
-    ms = one_session_at_a_time_ms(models, effort.rounds, 2 * effort.per_round, threads, spinning=True)
+    engines = {name: cpu_engine(path, threads, spinning=True) for name, path in models.items()}
+    ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
+    for engine in engines.values():
+        engine.close()
     gflops = {name: model_gflops(models[name]) for name in ("encoder", "unified")}
     floor_ms = gflops["unified"] / (gflops["encoder"] / p50(ms["encoder"]))
-    section = f"dedicated cores (intra_op_spinning, one session at a time), {size}"
+    section = f"dedicated cores (intra_op_spinning), {size}"
     return [Row(section, "one encoder pass (steering-only model)", p50(ms["encoder"]), "ms", None,
                 f"{gflops['encoder'] / p50(ms['encoder']) * 1e3:.1f} GFLOP/s"),
             Row(section, "compute floor (GFLOPs / encoder GFLOP/s)", round(floor_ms, 2), "ms"),
