@@ -91,8 +91,8 @@ class PanopticGrouping(nn.Module):
     def is_thing_pixel(self, semantic: Tensor) -> Tensor:
         """Class ids (int32, any shape) -> whether each is a thing class (bool). Where the thing
         ids are the last classes (Cityscapes: 11..18 of 0..18) one comparison, else a lookup."""
-        if self.first_thing is not None:
-            return semantic >= self.first_thing
+        if self.first_thing is not None:    # in float: an int comparison exported with an int64 cast
+            return semantic.to(torch.float32) > self.first_thing - 0.5
         return self.is_thing_bool[semantic]
 
     def semantic_labels(self, semantic_logits: Tensor) -> Tensor:
@@ -176,16 +176,18 @@ class PanopticGrouping(nn.Module):
         # Per cell: its vote, and the class of that instance where it voted for one that has a
         # class (-1 otherwise); then every pixel takes its cell's values (nearest upsampling by a
         # constant factor, exact).
-        cell_inst_class = torch.where((vote > 0) & ((vote_onehot @ inst_known[:, :, None])[..., 0] > 0.5),
+        vote_f = vote.to(dtype)
+        cell_inst_class = torch.where((vote_f > 0.5) & ((vote_onehot @ inst_known[:, :, None])[..., 0] > 0.5),
                                       (vote_onehot @ inst_class[:, :, None])[..., 0], -1.0)
-        per_cell = torch.stack([vote.to(dtype), cell_inst_class], dim=1)
+        per_cell = torch.stack([vote_f, cell_inst_class], dim=1)
         per_pixel = F.interpolate(per_cell.reshape(-1, 2, hc, wc), scale_factor=float(s),
-                                  mode="nearest").reshape(-1, 2, h * w).to(torch.int32)
-        pixel_vote, pixel_class = per_pixel[:, 0], per_pixel[:, 1]
+                                  mode="nearest").reshape(-1, 2, h * w)
+        has_class = per_pixel[:, 1] > -0.5                 # compared in float: no int64 cast
+        pixel_vote, pixel_class = per_pixel[:, 0].to(torch.int32), per_pixel[:, 1].to(torch.int32)
         semantic = semantic.reshape(-1, h * w)
         thing = self.is_thing_pixel(semantic)                                      # [N, HW]
         instances = torch.where(thing, pixel_vote, 0)
-        cls = torch.where(thing & (pixel_class >= 0), pixel_class, semantic)
+        cls = torch.where(thing & has_class, pixel_class, semantic)
         panoptic = cls * PANOPTIC_LABEL_DIVISOR + instances
         return PanopticResult(semantic.reshape(-1, h, w), instances.reshape(-1, h, w),
                               panoptic.reshape(-1, h, w))
