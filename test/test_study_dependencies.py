@@ -32,6 +32,7 @@ def test_each_synthetic_stage_names_the_stages_it_starts_from(tmp_path: Path) ->
     assert _stages_read("synthetic_heads_light.yaml", tmp_path) == ["synthetic_student"]   # its encoder
     assert _stages_read("synthetic_heads_paper.yaml", tmp_path) == ["synthetic_student"]
     assert _stages_read("synthetic_heads_light_panoptic.yaml", tmp_path) == ["synthetic_student"]
+    assert _stages_read("synthetic_heads_light_panoptic_mid.yaml", tmp_path) == ["synthetic_student"]
     for stage in load_recipe(RECIPES / "synthetic_chain.yaml").stages:   # every stage file exists
         assert (RECIPES / stage).is_file()
 
