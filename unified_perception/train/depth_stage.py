@@ -38,9 +38,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from unified_perception.eval.metrics.depth import DepthAccumulator
-from unified_perception.train.checkpoint import ModelConfig, load_model_weights
+from unified_perception.train.checkpoint import ModelConfig
 from unified_perception.train.frozen_encoder import encode_frames, gather_features, read_samples
-from unified_perception.train.refit_loop import fit_head, load_for_refit, write_stage
+from unified_perception.train.refit_loop import fit_head, load_for_refit, refit_state, write_stage
 from unified_perception.train.heads.depth import DepthDecoder
 from unified_perception.train.heads.layers import ACTIVATIONS
 from unified_perception.train.schema import plain_data
@@ -205,7 +205,7 @@ def score(decoder: DepthDecoder, original: DepthDecoder, data: EncodedDepth, chu
             index = torch.arange(start, min(start + chunk, len(data.depth_m)))
             feats = gather_features(data.features, index, device)
             out = decoder(feats, all_scales=False)
-            reference = original(feats, all_scales=False)
+            reference = out if decoder is original else original(feats, all_scales=False)
             accumulator.update(out.depth_m[:, 0].cpu().numpy(), data.depth_m[index].numpy())
             gaps.append((out.disparities[0] - reference.disparities[0]).abs().mean(dim=(1, 2, 3)).cpu())
     finally:
@@ -257,9 +257,7 @@ def run_depth_stage(config: DepthStageConfig, out_dir: Path, progress: bool = Tr
     losses = fit(decoder, original, train, config, progress)
     if validation is not None:
         scores["converted"] = score(decoder, original, validation)
-    state = dict(payload["model"])
-    state.update({f"depth.{k}": v.detach().cpu() for k, v in decoder.state_dict().items()})
-    load_model_weights(new_config.build(), state, FINAL_CHECKPOINT)
+    state = refit_state(payload, "depth", decoder, new_config, FINAL_CHECKPOINT)
     result = DepthStageResult(
         original=scores.get("original"), converted_before=scores.get("converted_before"),
         converted=scores.get("converted"), train_frames=len(train.depth_m),

@@ -36,11 +36,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from unified_perception.data.sample import POSE_FRAME_CAMERA
-from unified_perception.train.checkpoint import load_model_weights
 from unified_perception.train.geometry import matrix_to_pose_vector
 from unified_perception.train.augment import X_MIRROR
 from unified_perception.train.frozen_encoder import encode_frames, gather_features, read_samples
-from unified_perception.train.refit_loop import fit_head, load_for_refit, write_stage
+from unified_perception.train.refit_loop import fit_head, load_for_refit, refit_state, write_stage
 from unified_perception.train.losses.supervised import turn_weight
 from unified_perception.train.schema import plain_data
 from unified_perception.train.steering_fit import tenth_mean
@@ -254,9 +253,7 @@ def run_pose_stage(config: PoseStageConfig, out_dir: Path, progress: bool = True
                         "encode drives")
     losses = fit(model.pose, train, config, progress)
     after = score(model.pose, validation) if validation else None
-    state = dict(payload["model"])
-    state.update({f"pose.{k}": v.detach().cpu() for k, v in model.pose.state_dict().items()})
-    load_model_weights(model_config.build(), state, FINAL_CHECKPOINT)
+    state = refit_state(payload, "pose", model.pose, model_config, FINAL_CHECKPOINT)
     result = PoseStageResult(
         before=before, after=after, train_pairs=len(train.target),
         loss_start=tenth_mean(losses, last=False), loss_end=tenth_mean(losses, last=True),

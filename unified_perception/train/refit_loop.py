@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, model_from_checkpoint,
-                                                 save_checkpoint)
+from unified_perception.train.checkpoint import (ModelConfig, load_checkpoint, load_model_weights,
+                                                 model_from_checkpoint, save_checkpoint)
 
 
 class RefitStart(NamedTuple):
@@ -65,6 +65,16 @@ def fit_head(head: nn.Module, batch_loss: Callable[[Tensor], Tensor], *, samples
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     head.eval()
     return losses
+
+
+def refit_state(payload: dict[str, Any], head: str, module: nn.Module, config: ModelConfig,
+                name: str) -> dict[str, Tensor]:
+    """The checkpoint ``payload``'s weights with the model's ``head`` (an attribute name) replaced
+    by ``module``'s, checked to load into a model of ``config`` (``name`` for the message)."""
+    state = dict(payload["model"])
+    state.update({f"{head}.{k}": v.detach().cpu() for k, v in module.state_dict().items()})
+    load_model_weights(config.build(), state, name)
+    return state
 
 
 def write_stage(out_dir: Path, checkpoint_name: str, payload: dict[str, Any], results_name: str,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from unified_perception.train.data_plan import synthetic_bags
 from unified_perception.train.recipe import Recipe
@@ -30,14 +30,20 @@ def stage_values(recipe: Recipe, render: bool) -> dict[str, Any]:
     return values
 
 
+def _stage(kind: str) -> tuple[type, Callable[..., Any]]:
+    """The config dataclass and the run function of the refit stage ``kind``."""
+    if kind == "pose":
+        from unified_perception.train.pose_stage import PoseStageConfig, run_pose_stage
+        return PoseStageConfig, run_pose_stage
+    if kind == "depth":
+        from unified_perception.train.depth_stage import DepthStageConfig, run_depth_stage
+        return DepthStageConfig, run_depth_stage
+    raise ValueError(f"recipe kind '{kind}' is not a refit stage")
+
+
 def stage_config(recipe: Recipe, render: bool):
     """The recipe's validated stage config (its kind's dataclass)."""
-    if recipe.kind == "pose":
-        from unified_perception.train.pose_stage import PoseStageConfig as config_class
-    elif recipe.kind == "depth":
-        from unified_perception.train.depth_stage import DepthStageConfig as config_class
-    else:
-        raise ValueError(f"recipe kind '{recipe.kind}' is not a refit stage")
+    config_class, _ = _stage(recipe.kind)
     return parse_dataclass(config_class, stage_values(recipe, render), recipe.kind)
 
 
@@ -47,10 +53,6 @@ def run_refit_recipe(recipe: Recipe, out_dir: Path, *, max_steps: int | None = N
     config = stage_config(recipe, render=True)
     if max_steps is not None:
         config = dataclasses.replace(config, steps=min(config.steps, max_steps))
-    if recipe.kind == "pose":
-        from unified_perception.train.pose_stage import run_pose_stage as run_stage
-    else:
-        from unified_perception.train.depth_stage import run_depth_stage as run_stage
-    result = run_stage(config, Path(out_dir), progress=progress)
+    result = _stage(recipe.kind)[1](config, Path(out_dir), progress=progress)
     print(f"{recipe.kind} stage: results in {out_dir}, checkpoint {result.final_checkpoint}")
     print(result.table())
