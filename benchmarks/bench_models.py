@@ -25,15 +25,23 @@ if str(REPO) not in sys.path:
 from unified_perception.contract import ModelMetadata  # noqa: E402
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
 
-PRESET = "light"
+PRESET = "car"
 BACKBONE = "resnet18"
-SHIPPED_HEAD_OVERRIDES = {"depth_activation": "relu", "latent_ego_motion": True,
-                          "steering_kinematic": True}
-"""Head options of the shipped model beyond the preset (its depth decoder converted to ReLU by the
-depth stage, the latent and steering reading the ego-motion), so that the random unified model here
-has its architecture, operators included. The dedicated models take the depth activation (the
-ego-motion options need the pose decoder of a two-frame model)."""
-DEDICATED_HEAD_OVERRIDES = {"depth_activation": "relu"}
+SHIPPED_HEAD_OVERRIDES = {"latent_ego_motion": True, "steering_kinematic": True}
+"""Head options of the shipped model beyond its preset (the latent and steering reading the
+ego-motion, set by the steering stage), so that the random unified model here has its
+architecture, operators included. The dedicated models take the preset alone (the ego-motion
+options need the pose decoder of a two-frame model)."""
+
+
+def use_preset(name: str) -> None:
+    """Benchmark the ``name`` head preset (``car``, the shipped one, by default; ``light``: the
+    fast one) from here on: every later :func:`export_bench_model` builds it."""
+    from unified_perception.train.model import PRESETS
+    global PRESET
+    if name not in PRESETS:
+        raise ValueError(f"unknown head preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    PRESET = name
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -42,10 +50,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def export_light_model(height: int, width: int, directory: Path, task: str | None = None,
+def export_bench_model(height: int, width: int, directory: Path, task: str | None = None,
                        weights_fp16: bool = False) -> Path:
-    """A random ``light`` resnet18 model with the shipped model's head options
-    (:data:`SHIPPED_HEAD_OVERRIDES`, :data:`DEDICATED_HEAD_OVERRIDES`) exported to ONNX in ``directory``: the unified model (all
+    """A random resnet18 model with the shipped model's heads (:data:`PRESET`,
+    :data:`SHIPPED_HEAD_OVERRIDES`) exported to ONNX in ``directory``: the unified model (all
     tasks), or with ``task`` the dedicated single-task model (the same head on its own encoder);
     ``weights_fp16`` stores the weights as float16 (computed in float32)."""
     from unified_perception.train.export import export_model
@@ -54,8 +62,7 @@ def export_light_model(height: int, width: int, directory: Path, task: str | Non
     if task is None:
         model = build_unified_model(BACKBONE, height, width, seed=0, preset=PRESET, **SHIPPED_HEAD_OVERRIDES)
     else:
-        model = build_single_task_model(task, BACKBONE, height, width, seed=0, preset=PRESET,
-                                        **DEDICATED_HEAD_OVERRIDES)
+        model = build_single_task_model(task, BACKBONE, height, width, seed=0, preset=PRESET)
     suffix = "_fp16w" if weights_fp16 else ""
     path = directory / f"{task or 'unified'}_{BACKBONE}_{PRESET}_{height}x{width}{suffix}.onnx"
     if not path.exists():

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench_models import cpu_engine, export_light_model, parse_size
+from bench_models import cpu_engine, export_bench_model, parse_size
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -268,7 +268,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or export_light_model(*parse_size(args.size), Path(tmp))
+        model = args.model or export_bench_model(*parse_size(args.size), Path(tmp))
         e2e, bare = node_vs_bare_ms(model, args.frames)
         print(f"node end to end p50 {np.median(e2e):.1f} ms ({len(e2e)} frames), bare engine p50 "
               f"{np.median(bare):.1f} ms, ratio {np.median(e2e) / np.median(bare):.2f}")

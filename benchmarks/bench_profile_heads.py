@@ -1,6 +1,6 @@
 """Where the unified model's time goes: per-head ONNX Runtime profile, and the session settings sweep.
 
-For each size (default 96x320 and 192x640) a random ``light`` resnet18 all-task model is exported
+For each size (default 96x320 and 192x640) a random resnet18 all-task model with the shipped ``car`` heads is exported
 (or ``--model`` is taken at its own size) and run on the CPU provider with ONNX Runtime's profiler
 (``SessionOptions.enable_profiling``). Every kernel of the optimised graph is mapped to the part of
 the model whose name scope produced it (``/model/<part>/...`` in the exported graph; nodes the
@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bench_models import REPO, export_light_model, machine, machine_line, zero_feeds
+from bench_models import REPO, export_bench_model, machine, machine_line, zero_feeds
 from unified_perception.image_size import parse_size
 
 HEAD_OF_PART: dict[str, str] = {
@@ -229,7 +229,7 @@ def time_settings(model: Path, settings: Iterable[SessionSetting], rounds: int, 
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Per-head profile of the light resnet18 unified model (ONNX Runtime, CPU)", "",
+    lines = ["# Per-head profile of the resnet18 unified model with the shipped car heads (ONNX Runtime, CPU)", "",
              f"Machine: {machine_line(report['machine'])}.", "",
              f"Command: `{report['command']}`", ""]
     for entry in report["sizes"]:
@@ -270,7 +270,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models = [args.model] if args.model else [
-            export_light_model(*parse_size(s), work) for s in args.sizes]
+            export_bench_model(*parse_size(s), work) for s in args.sizes]
         for model in models:
             prof = profile_heads(model, args.runs, work)
             print(f"{prof.size}: {prof.kernel_ms}", flush=True)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--sizes 96x320 192x640] [--threads 0]
 
-Random ``light`` resnet18 models (speed does not depend on the weights), exported here, run through
+Random resnet18 models with the shipped `car` heads (speed does not depend on the weights), exported here, run through
 the runtime engine (:class:`InferenceEngine`, ONNX Runtime CPU provider, its default settings).
 Candidates that are compared are timed in interleaved rounds so that the machine's load hits them
 alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show checks use it):
@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bench_models import (REPO, cpu_engine, engine_step, export_light_model, interleaved_ms,
+import bench_models  # noqa: E402
+from bench_models import (REPO, cpu_engine, engine_step, export_bench_model, interleaved_ms,
                           machine, machine_line, model_gflops,
                           parse_size)
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
@@ -87,8 +88,8 @@ def ratio(a: float, b: float) -> float:
 def dedicated_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
     """Unified pass vs each dedicated model and their sum."""
     h, w = parse_size(size)
-    paths = {"unified": export_light_model(h, w, work),
-             **{t: export_light_model(h, w, work, task=t) for t in DEDICATED_TASKS}}
+    paths = {"unified": export_bench_model(h, w, work),
+             **{t: export_bench_model(h, w, work, task=t) for t in DEDICATED_TASKS}}
     engines = {name: cpu_engine(path, threads) for name, path in paths.items()}
     ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
     for engine in engines.values():
@@ -105,8 +106,8 @@ def dedicated_section(size: str, work: Path, effort: Effort, threads: int) -> li
 def encoder_section(size: str, work: Path, effort: Effort, threads: int) -> tuple[list[Row], dict[str, float]]:
     """State-cached unified pass vs the same plus one and two more encoder passes per frame."""
     h, w = parse_size(size)
-    unified = cpu_engine(export_light_model(h, w, work), threads)
-    encoder = cpu_engine(export_light_model(h, w, work, task="steering"), threads)
+    unified = cpu_engine(export_bench_model(h, w, work), threads)
+    encoder = cpu_engine(export_bench_model(h, w, work, task="steering"), threads)
     run_unified, run_encoder = engine_step(unified), engine_step(encoder, seed=1)
 
     def re_encode() -> None:
@@ -161,8 +162,8 @@ def dedicated_cores_section(size: str, work: Path, effort: Effort, threads: int)
     sessions waiting for their turn stay idle). Needs the INT8 model that
     :func:`precision_section` wrote."""
     h, w = parse_size(size)
-    models = {"encoder": export_light_model(h, w, work, task="steering"),
-              "unified": export_light_model(h, w, work), "INT8": work / f"unified_{size}_int8.onnx"}
+    models = {"encoder": export_bench_model(h, w, work, task="steering"),
+              "unified": export_bench_model(h, w, work), "INT8": work / f"unified_{size}_int8.onnx"}
     engines = {name: cpu_engine(path, threads, spinning=True) for name, path in models.items()}
     ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.rounds, effort.per_round)
     for engine in engines.values():
@@ -183,7 +184,7 @@ def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
     """The node end to end vs the bare engine call, and the node's own steps."""
     from bench_node_overhead import node_breakdown_ms, node_vs_bare_ms
 
-    model = export_light_model(*parse_size(size), work)
+    model = export_bench_model(*parse_size(size), work)
     node_ms, bare_ms = node_vs_bare_ms(model, effort.node_frames)
     steps = node_breakdown_ms(model, max(5, effort.node_frames))
     section = f"node end to end vs bare engine, {size} model, 720x1280 rgb8 frames"
@@ -198,7 +199,7 @@ def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
 
 def batch_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
     """Frames per second with 1, 2 and 6 cameras in one call."""
-    engine = cpu_engine(export_light_model(*parse_size(size), work), threads)
+    engine = cpu_engine(export_bench_model(*parse_size(size), work), threads)
     ms = interleaved_ms({str(n): engine_step(engine, n) for n in CAMERA_COUNTS},
                         effort.rounds, effort.per_round)
     engine.close()
@@ -218,8 +219,8 @@ def precision_section(size: str, work: Path, effort: Effort, threads: int) -> tu
     from unified_perception.eval.replay_input import InputBag
 
     h, w = parse_size(size)
-    fp32 = export_light_model(h, w, work)
-    fp16w = export_light_model(h, w, work, weights_fp16=True)
+    fp32 = export_bench_model(h, w, work)
+    fp16w = export_bench_model(h, w, work, weights_fp16=True)
     bags = {}
     for name, seed, frames in (("calibration", 7, effort.calibration_frames),
                                ("held_out", 2029, effort.held_out_frames)):
@@ -341,7 +342,7 @@ def _gpu_size_rows(size: str, work: Path, effort: Effort, available: list[str]) 
     from unified_perception.cli import main as cli_main
 
     h, w = parse_size(size)
-    fp32 = export_light_model(h, w, work)
+    fp32 = export_bench_model(h, w, work)
     bag, int8 = work / f"calibration_{size}", work / f"unified_{size}_int8_trt.onnx"
     if not bag.exists():
         assert cli_main(["synth", "--out", str(bag), "--frames", str(effort.calibration_frames),
@@ -413,8 +414,8 @@ def must_show(rows: list[Row], size: str) -> list[dict[str, Any]]:
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# Benchmarks: the unified encoder, side by side", "",
              f"Machine: {machine_line(report['machine'])}.", "",
-             f"Command: `{report['command']}` ({report['seconds']:.0f} s; light resnet18 models with "
-             f"random weights, runtime engine on the ONNX Runtime CPU provider, "
+             f"Command: `{report['command']}` ({report['seconds']:.0f} s; resnet18 models with the "
+             f"`{report['preset']}` heads and random weights, runtime engine on the ONNX Runtime CPU provider, "
              f"intra-op threads {report['threads'] or 'default'}; p50 of interleaved rounds).", "",
              "## Must show (demo size " + report["demo_size"] + ")", "",
              "| ratio | measured | target | met |", "|---|---:|---:|---|"]
@@ -438,6 +439,10 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=None,
                         help="model sizes HxW, the demo size first (default 96x320 192x640; --quick: 96x320)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = ONNX Runtime default)")
+    parser.add_argument("--preset", default=bench_models.PRESET,
+                        help="head preset of the random models (default: the shipped model's; 'light' "
+                             "for the fast heads, e.g. with --out benchmarks/results_light "
+                             "--markdown benchmarks/RESULTS_light.md)")
     parser.add_argument("--skip-node", action="store_true", help="leave out the ROS node section")
     parser.add_argument("--trained", type=Path, default=None,
                         help="also score this trained model and its INT8 version on four held-out drives "
@@ -445,10 +450,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
+    bench_models.use_preset(args.preset)
     effort = QUICK if args.quick else FULL
     sizes = args.sizes or (["96x320"] if args.quick else ["96x320", "192x640"])
     start = time.perf_counter()
     report: dict[str, Any] = {"machine": machine(), "demo_size": sizes[0], "threads": args.threads,
+                              "preset": args.preset,
                               "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:])}
     rows: list[Row] = []
     agreement = {}

@@ -1,7 +1,7 @@
 """Soak: the perception node under sustained overload (30 Hz 720x1280 frames, CPU inference slower).
 
 Starts ``perception_node`` as its own process (Fast DDS on loopback, its own ROS domain) with a
-random light model at 192x640 (exported here, or ``--model``), then:
+random model with the shipped car heads at 192x640 (exported here, or ``--model``), then:
 
 1. single-frame latency: one frame at a time, each sent after the previous output arrived;
 2. soak: ``--rate`` Hz frames for ``--seconds`` while recording every ``front/depth`` output,
@@ -51,14 +51,14 @@ from unified_perception.ros.builders import s_to_stamp, stamp_to_s  # noqa: E402
 CAMERA_HW = (720, 1280)
 
 
-def export_light_model(height: int, width: int, directory: Path) -> Path:
-    """A random light resnet18 all-task model exported to ONNX (the train extra)."""
+def export_bench_model(height: int, width: int, directory: Path) -> Path:
+    """A random resnet18 all-task model with the shipped `car` heads exported to ONNX (the train extra)."""
     from unified_perception.train.export import export_model
     from unified_perception.train.model import build_unified_model
 
     model = build_unified_model("resnet18", input_height=height, input_width=width, seed=0,
-                                preset="light")
-    path = directory / f"soak_resnet18_light_{height}x{width}.onnx"
+                                preset="car")
+    path = directory / f"soak_resnet18_car_{height}x{width}.onnx"
     export_model(model, path)
     return path
 
@@ -168,7 +168,7 @@ def main() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with tempfile.TemporaryDirectory() as tmp:
         height, width = parse_size(args.size)
-        model = args.model or export_light_model(height, width, Path(tmp))
+        model = args.model or export_bench_model(height, width, Path(tmp))
         node = start_node(model, env)
         context = Context()
         rclpy.init(context=context)

@@ -3,14 +3,14 @@
 # demo with it (held-out drive live through the node, scored), and write its model card from the
 # checkpoint, the chain recipe and the demo report. After the synthetic chain finished:
 #
-#   bash scripts/ship_model.sh          # runs/synthetic/synthetic_depth/depth.pt
+#   bash scripts/ship_model.sh          # runs/synthetic/synthetic_steering/steering.pt
 #
-# Options (defaults in brackets): --checkpoint PT [runs/synthetic/synthetic_depth/depth.pt]
+# Options (defaults in brackets): --checkpoint PT [runs/synthetic/synthetic_steering/steering.pt]
 #   --chain YAML [config/train/synthetic_chain.yaml]  --model ONNX [models/unified_synthetic_resnet18.onnx]
 #   --demo DIR [out/demo]  --frames N [the demo's default]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-checkpoint=runs/synthetic/synthetic_depth/depth.pt
+checkpoint=runs/synthetic/synthetic_steering/steering.pt
 chain=config/train/synthetic_chain.yaml
 model=models/unified_synthetic_resnet18.onnx
 demo=out/demo

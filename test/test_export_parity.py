@@ -1,6 +1,7 @@
 """The exported ONNX model computes what the PyTorch model computes, frame after frame.
 
-A random light model at 64x128 runs three consecutive frames (batch of 2 cameras) in PyTorch and in
+A random model at 64x128 (the `light` preset, and the shipped `car` preset with the ego-motion
+latent and kinematic steering) runs three consecutive frames (batch of 2 cameras) in PyTorch and in
 ONNX Runtime, each side feeding its own state_out back as state_in. Float outputs must agree within
 1e-4 of the output's range; label outputs must be identical wherever the label is numerically
 decided. A label is "decided" where PyTorch's top-2 semantic logits differ by more than 1e-4 and,
@@ -36,9 +37,13 @@ def _shift_centers_above_threshold(model, frame: np.ndarray) -> None:
         model.panoptic.center_head.out.bias += shift
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory):
-    model = build_unified_model("resnet18", HEIGHT, WIDTH, seed=0, preset="light").eval()
+PRESETS = {"light": {}, "car": {"latent_ego_motion": True, "steering_kinematic": True}}
+
+
+@pytest.fixture(scope="module", params=sorted(PRESETS))
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    model = build_unified_model("resnet18", HEIGHT, WIDTH, seed=0, preset=request.param,
+                                **PRESETS[request.param]).eval()
     _shift_centers_above_threshold(model, _frames()[0])
     path = export_model(model, tmp_path_factory.mktemp("parity") / "model.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -31,6 +31,7 @@ def test_each_synthetic_stage_names_the_stages_it_starts_from(tmp_path: Path) ->
     assert _stages_read("synthetic_depth.yaml", tmp_path) == ["synthetic_steering"]
     assert _stages_read("synthetic_heads_light.yaml", tmp_path) == ["synthetic_student"]   # its encoder
     assert _stages_read("synthetic_heads_paper.yaml", tmp_path) == ["synthetic_student"]
+    assert _stages_read("synthetic_heads_car.yaml", tmp_path) == ["synthetic_student"]
     assert _stages_read("synthetic_heads_light_panoptic.yaml", tmp_path) == ["synthetic_student"]
     assert _stages_read("synthetic_heads_light_panoptic_mid.yaml", tmp_path) == ["synthetic_student"]
     for stage in load_recipe(RECIPES / "synthetic_chain.yaml").stages:   # every stage file exists
@@ -48,6 +49,18 @@ def test_the_comparison_table_signs_the_change_by_which_way_is_better() -> None:
     results = {"light heads": {"metrics": {"depth": {"abs_rel": 0.101}, "semantic": {"miou": 0.495}}},
                "paper heads": {"metrics": {"depth": {"abs_rel": 0.100}, "semantic": {"miou": 0.500}}},
                "baseline": {"metrics": {"depth": {"abs_rel": 0.9}, "semantic": {}}}}
-    table = comparison_table(results, ("light heads", "paper heads"), "T", change=True)
+    table = comparison_table(results, ("light heads", "paper heads"), "T", reference="paper heads")
+    assert "| task | metric | light heads | paper heads | light vs paper | baseline |" in table
     assert "| depth | AbsRel ↓ | 0.101 | **0.100** | -1.0% | 0.900 |" in table   # a higher error: worse
     assert "| semantic | mIoU ↑ | 0.495 | **0.500** | -1.0% | – |" in table
+
+
+def test_the_comparison_table_gives_each_run_its_change_against_the_reference() -> None:
+    results = {"car heads": {"metrics": {"depth": {"abs_rel": 0.095}}},
+               "light heads": {"metrics": {"depth": {"abs_rel": 0.110}}},
+               "paper heads": {"metrics": {"depth": {"abs_rel": 0.100}}},
+               "baseline": {"metrics": {}}}
+    table = comparison_table(results, ("car heads", "light heads", "paper heads"), "T",
+                             reference="paper heads")
+    assert "| car vs paper | light vs paper |" in table
+    assert "| depth | AbsRel ↓ | **0.095** | 0.110 | 0.100 | +5.0% | -10.0% | – |" in table

@@ -100,7 +100,7 @@ def test_the_committed_depth_recipe_loads_and_a_mistyped_key_names_itself(tmp_pa
     assert recipe.kind == "depth" and recipe.depth["activation"] == "relu"
     assert recipe.depth["checkpoint"] == str(tmp_path / "synthetic_steering" / "steering.pt")
     chain = load_recipe(Path("config/train/synthetic_chain.yaml"), out_root=tmp_path)
-    assert Path(chain.stages[-1]).name == "synthetic_depth.yaml"
+    assert "synthetic_depth.yaml" not in [Path(s).name for s in chain.stages]   # car heads: ReLU
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nkind: depth\ndepth:\n  checkpoint: x.pt\n  sequences: [a]\n"
                    "  distil_weight: 5\n")
@@ -108,11 +108,14 @@ def test_the_committed_depth_recipe_loads_and_a_mistyped_key_names_itself(tmp_pa
         load_recipe(bad)
 
 
-def test_the_model_card_names_the_depth_stage_and_its_effect() -> None:
+def test_the_model_card_names_the_depth_stage_and_its_effect(tmp_path) -> None:
     from unified_perception.train import model_card
     payload = {"depth_stage": {"train_frames": 8640, "config": {"activation": "relu"},
                                "original": {"abs_rel": 0.1084}, "converted": {"abs_rel": 0.1079}}}
-    text = "\n".join(model_card._recipe(Path("config/train/synthetic_chain.yaml"), payload))
+    chain = tmp_path / "chain_with_depth.yaml"     # a chain of light heads trained with ELU
+    chain.write_text("name: c\nkind: chain\nstages:\n"
+                     f"  - {Path('config/train/synthetic_depth.yaml').resolve()}\n")
+    text = "\n".join(model_card._recipe(chain, payload))
     assert "| synthetic_depth | depth | depth decoder on the frozen encoder | to relu; 2000 steps" in text
     assert "converted to relu on the frozen encoder by the depth stage (8640 frames)" in text
     assert "AbsRel 0.1084 -> 0.1079" in text

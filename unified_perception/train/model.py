@@ -48,7 +48,11 @@ class HeadOptions:
     """Widths and settings of every head. ``paper`` follows the paper's release; ``light`` is a car
     version: narrower heads that predict depth and motion at stride 4 and upsample inside the graph
     (as Panoptic-DeepLab does for segmentation), one motion decoder for mask and flow, and one
-    panoptic decoder for the semantic and instance predictions.
+    panoptic decoder for the semantic and instance predictions. ``car`` (the shipped model's) keeps
+    the light preset's strides, pose decoder, latent and voting, and the paper's widths where the
+    head study measured the light ones losing accuracy: the two panoptic decoders and the two
+    motion decoders at the release's widths, a depth decoder of 128 channels, ReLU throughout (the
+    depth decoder trains with ReLU from the start: no refit stage).
     ``latent_columns``: vertical strips of the frame latent's pooling; ``latent_ego_motion``: the
     latent also takes the pose decoder's ego-motion (see ``FrameLatent``); ``steering_kinematic``:
     the steering head adds the bicycle model's angle of that ego-motion (see
@@ -96,6 +100,11 @@ PRESETS: dict[str, HeadOptions] = {
         motion_widths=(64, 32, 16, 16, 8, 8), latent_dim=128, steering_hidden=64,
         depth_output_stride=4, motion_output_stride=4, motion_shared=True,
         panoptic_shared_decoder=True, center_vote_stride=4),
+    "car": HeadOptions(
+        depth_width=128, depth_fine_widths=(32, 16), depth_activation="relu",
+        pose_widths=(16, 32, 64, 128), pose_head_width=64, center_top_k=32,
+        motion_widths=(256, 128, 64, 32, 16, 16), latent_dim=128, steering_hidden=64,
+        depth_output_stride=4, motion_output_stride=4, center_vote_stride=4),
 }
 
 

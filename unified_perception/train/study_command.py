@@ -7,8 +7,9 @@ claims at small scale, and of the car's head choices, training whatever run is m
   seed, never trained on) with the validation's metrics, every task side by side with its baseline.
 * ``steering``: the steering stage's k-fold table (frozen unified encoder vs the encoder fine-tuned
   vs a frozen encoder not trained on the driving tasks), from ``synthetic_steering.yaml``.
-* ``heads``: the car's ``light`` heads (``synthetic_heads_light.yaml``) against the paper release's
-  (``synthetic_heads_paper.yaml``), both trained on the same frozen encoder (the distilled
+* ``heads``: the shipped model's ``car`` heads (``synthetic_heads_car.yaml``) and the ``light``
+  heads (``synthetic_heads_light.yaml``) against the paper release's
+  (``synthetic_heads_paper.yaml``), all trained on the same frozen encoder (the distilled
   student's) with the same data, schedule and losses, scored on the held-out drives like the
   distillation study.
 
@@ -29,6 +30,7 @@ CHAIN = "synthetic_chain.yaml"
 WITH_TEACHERS = "synthetic_student.yaml"
 WITHOUT_TEACHERS = "synthetic_student_no_distill.yaml"
 STEERING = "synthetic_steering.yaml"
+HEADS_CAR = "synthetic_heads_car.yaml"
 HEADS_LIGHT = "synthetic_heads_light.yaml"
 HEADS_PAPER = "synthetic_heads_paper.yaml"
 HELD_OUT_SEEDS = (100, 2028)
@@ -142,57 +144,74 @@ def scored_runs(args: argparse.Namespace, runs: dict[str, Path]) -> dict[str, An
     return results
 
 
-def two_run_study(args: argparse.Namespace, name: str, recipes: dict[str, str], title: str,
-                  change: bool = False) -> Path:
-    """Train (if missing) and score the two runs of ``recipes`` (label -> recipe file), write
-    ``<name>.json`` and ``<name>.md`` (``title`` with ``{steps}`` and ``{drives}`` filled in)."""
+def runs_study(args: argparse.Namespace, name: str, recipes: dict[str, str], title: str,
+               reference: str | None = None) -> Path:
+    """Train (if missing) and score the runs of ``recipes`` (label -> recipe file), then
+    :func:`write_study`."""
     runs = {label: ensure_trained(recipe, args) for label, recipe in recipes.items()}
-    results = scored_runs(args, runs)
-    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    steps = " and ".join(str(results[label]["step"]) for label in runs)
+    return write_study(args.out, name, scored_runs(args, runs), tuple(runs), title, reference)
+
+
+def write_study(out: Path, name: str, results: dict[str, Any], labels: tuple[str, ...], title: str,
+                reference: str | None = None) -> Path:
+    """Write ``<name>.json`` (``results`` of :func:`scored_runs`) and ``<name>.md`` into ``out``:
+    ``title`` with ``{steps}`` and ``{drives}`` filled in, then the :func:`comparison_table` of
+    ``labels`` (with ``reference``, a change column for every other run against that one)."""
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    step_list = [str(results[label]["step"]) for label in labels]
+    steps = " and ".join([", ".join(step_list[:-1]), step_list[-1]] if len(step_list) > 2 else step_list)
     drives = ", ".join(Path(b).name for b in results["held_out"])
-    path = args.out / f"{name}.md"
-    path.write_text(comparison_table(results, tuple(runs), title.format(steps=steps, drives=drives),
-                                     change=change))
+    path = out / f"{name}.md"
+    path.write_text(comparison_table(results, labels, title.format(steps=steps, drives=drives),
+                                     reference=reference))
     return path
 
 
 def distillation_study(args: argparse.Namespace) -> Path:
-    return two_run_study(
+    return runs_study(
         args, "distillation", {"with teachers": WITH_TEACHERS, "without teachers": WITHOUT_TEACHERS},
         "Distillation study: the unified student with and without the multi-backbone teacher "
         "(steps {steps} of the same schedule), scored on the held-out drives {drives}.")
 
 
+HEADS_LABELS = {"car heads": HEADS_CAR, "light heads": HEADS_LIGHT, "paper heads": HEADS_PAPER}
+HEADS_TITLE = (
+    "Head study: the shipped model's `car` heads and the `light` heads against the paper "
+    "release's heads, each trained on the SAME frozen encoder (the distilled student's) with the "
+    "same data, schedule and losses (best steps {steps}), scored on the held-out drives {drives}. "
+    "Each 'vs paper' column is that run's change against the paper heads, relative; negative = "
+    "worse. Runs of identical heads differ by a few per cent (seeded initialisation and batch "
+    "order depend on the architecture): see docs/deployment.md.")
+
+
 def heads_study(args: argparse.Namespace) -> Path:
-    return two_run_study(
-        args, "heads", {"light heads": HEADS_LIGHT, "paper heads": HEADS_PAPER},
-        "Head study: the car's `light` heads against the paper release's heads, each trained on the "
-        "SAME frozen encoder (the distilled student's) with the same data, schedule and losses "
-        "(best steps {steps}), scored on the held-out drives {drives}. 'change' is light against "
-        "paper, relative; negative = light is worse.", change=True)
+    return runs_study(args, "heads", HEADS_LABELS, HEADS_TITLE, reference="paper heads")
 
 
-def comparison_table(results: dict[str, Any], labels: tuple[str, str], title: str,
-                     change: bool = False) -> str:
-    """Markdown: task | metric | the two runs | (relative change of the first vs the second) |
-    baseline; the better run in bold."""
-    lines = [title, "", f"| task | metric | {labels[0]} | {labels[1]} |"
-             + (" change |" if change else "") + " baseline |",
-             "|---|---|---|---|" + ("---|" if change else "") + "---|"]
+def comparison_table(results: dict[str, Any], labels: tuple[str, ...], title: str,
+                     reference: str | None = None) -> str:
+    """Markdown: task | metric | each run of ``labels`` | (with ``reference``, each other run's
+    relative change against it, signed so that negative is worse) | baseline; the best run in bold."""
+    others = [label for label in labels if reference is not None and label != reference]
+    short = {label: label.removesuffix(" heads") for label in labels}
+    header = (["task", "metric", *labels] + [f"{short[o]} vs {short[reference]}" for o in others]
+              + ["baseline"])
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task, metrics in TABLE_METRICS.items():
         for key, label, higher in metrics:
-            values = [results[k]["metrics"].get(task, {}).get(key) for k in (*labels, "baseline")]
-            if values[0] is None or values[1] is None:
+            values = [results[k]["metrics"].get(task, {}).get(key) for k in labels]
+            if any(v is None for v in values):
                 continue
-            best = max(values[:2]) if higher else min(values[:2])
-            cells = [(f"**{v:.3f}**" if v == best and values[0] != values[1] else f"{v:.3f}")
-                     for v in values[:2]]
-            if change:
-                gain = (values[0] - values[1]) / abs(values[1]) if values[1] else float("nan")
+            best = max(values) if higher else min(values)
+            tied = len(set(values)) == 1
+            cells = [(f"**{v:.3f}**" if v == best and not tied else f"{v:.3f}") for v in values]
+            for other in others:
+                ours, ref = values[labels.index(other)], values[labels.index(reference)]
+                gain = (ours - ref) / abs(ref) if ref else float("nan")
                 cells.append(f"{(gain if higher else -gain):+.1%}")
-            base = f"{values[2]:.3f}" if isinstance(values[2], (int, float)) else "–"
-            lines.append(f"| {task} | {label} {'↑' if higher else '↓'} | {' | '.join(cells)} | {base} |")
+            base = results["baseline"]["metrics"].get(task, {}).get(key)
+            cells.append(f"{base:.3f}" if isinstance(base, (int, float)) else "–")
+            lines.append(f"| {task} | {label} {'↑' if higher else '↓'} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
