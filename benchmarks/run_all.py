@@ -1,10 +1,11 @@
 """Every efficiency claim of the unified encoder, measured side by side in one run on this machine.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--sizes 96x320 192x640] [--threads 0]
+                                           [--preset car|light|paper]
 
-Random resnet18 models with the shipped `car` heads (speed does not depend on the weights), exported here, run through
-the runtime engine (:class:`InferenceEngine`, ONNX Runtime CPU provider, its default settings).
-Candidates that are compared are timed in interleaved rounds so that the machine's load hits them
+Random resnet18 models with the shipped model's ``car`` heads (or ``--preset``; speed does not
+depend on the weights), exported here, run through the runtime engine (:class:`InferenceEngine`,
+ONNX Runtime CPU provider, its default settings). Candidates that are compared are timed in interleaved rounds so that the machine's load hits them
 alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show checks use it):
 
 1. unified pass vs the seven dedicated single-task models (depth, semantic, instance, panoptic,

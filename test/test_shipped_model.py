@@ -1,6 +1,7 @@
 """The shipped model (models/unified_synthetic_resnet18.onnx) loads under the contract, says how it
-was trained, fits the 40 MB cap, and gives every output in the contract's shape and unit on a
-synthetic frame pair of a drive it never saw (seed 2026, at the model's input size)."""
+was trained, fits the 60 MB cap (GitHub refuses files over 100 MB), and gives every output in the
+contract's shape and unit on a synthetic frame pair of a drive it never saw (seed 2026, at the
+model's input size)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from unified_perception.runtime.engine import CameraFrame, EngineConfig, FrameRe
 from unified_perception.runtime.model_files import SHIPPED_MODEL
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / SHIPPED_MODEL
-MAX_MB = 40.0
+MAX_MB = 60.0
 HELD_OUT_SEED = 2026
 
 pytestmark = pytest.mark.skipif(
