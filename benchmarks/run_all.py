@@ -6,7 +6,8 @@
 Random resnet18 models with the shipped model's ``car`` heads (or ``--preset``; speed does not
 depend on the weights), exported here, run through the runtime engine (:class:`InferenceEngine`,
 ONNX Runtime CPU provider, its default settings). Candidates that are compared are timed in
-interleaved rounds so that the machine's load hits them alike. Sections (sizes ``H x W``; the first size is the demo's and the must-show checks use it):
+interleaved rounds so that the machine's load hits them alike. Sections (sizes ``H x W``; the first
+size is the demo's and the must-show checks use it):
 
 1. unified pass vs the seven dedicated single-task models (depth, semantic, instance, panoptic,
    motion, scene flow, pose; each the same head on its own encoder: ``build_single_task_model``);
