@@ -1,12 +1,12 @@
 """Where the unified model's time goes: per-head ONNX Runtime profile, and the session settings sweep.
 
-For each size (default 96x320 and 192x640) a random resnet18 all-task model with the shipped ``car`` heads is exported
-(or ``--model`` is taken at its own size) and run on the CPU provider with ONNX Runtime's profiler
-(``SessionOptions.enable_profiling``). Every kernel of the optimised graph is mapped to the part of
-the model whose name scope produced it (``/model/<part>/...`` in the exported graph; nodes the
-optimiser created or renamed inherit the scope of the tensors they write or read), and the parts
-are grouped into heads: encoder (normalisation + backbone), depth, panoptic (heads + grouping),
-pose, motion (mask + flow decoders), steering (frame latent + attention pool), other (the
+For each size (default 96x320 and 192x640) a random resnet18 all-task model with the shipped ``car``
+heads is exported (or ``--model`` is taken at its own size) and run on the CPU provider with ONNX
+Runtime's profiler (``SessionOptions.enable_profiling``). Every kernel of the optimised graph is
+mapped to the part of the model whose name scope produced it (``/model/<part>/...`` in the exported
+graph; nodes the optimiser created or renamed inherit the scope of the tensors they write or read),
+and the parts are grouped into heads: encoder (normalisation + backbone), depth, panoptic (heads +
+grouping), pose, motion (mask + flow decoders), steering (frame latent + attention pool), other (the
 top-level blanking of rows without a previous frame). With the GFLOPs the export measured per part
 (model metadata) this gives each head's GFLOP/s.
 
@@ -229,7 +229,8 @@ def time_settings(model: Path, settings: Iterable[SessionSetting], rounds: int, 
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Per-head profile of the resnet18 unified model with the shipped car heads (ONNX Runtime, CPU)", "",
+    lines = ["# Per-head profile of the resnet18 unified model with the shipped car heads "
+             "(ONNX Runtime, CPU)", "",
              f"Machine: {machine_line(report['machine'])}.", "",
              f"Command: `{report['command']}`", ""]
     for entry in report["sizes"]:

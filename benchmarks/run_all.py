@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-import bench_models  # noqa: E402
+import bench_models
 from bench_models import (REPO, cpu_engine, engine_step, export_bench_model, interleaved_ms,
                           machine, machine_line, model_gflops,
                           parse_size)
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine
+from unified_perception.train.model import PRESETS
 
 DEDICATED_TASKS = ("depth", "semantic", "instance", "panoptic", "motion", "scene_flow", "pose")
 CAMERA_COUNTS = (1, 2, 6)
@@ -441,7 +442,7 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=None,
                         help="model sizes HxW, the demo size first (default 96x320 192x640; --quick: 96x320)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = ONNX Runtime default)")
-    parser.add_argument("--preset", default=bench_models.PRESET,
+    parser.add_argument("--preset", default=bench_models.PRESET, choices=sorted(PRESETS),
                         help="head preset of the random models (default: the shipped model's; 'light' "
                              "for the fast heads, e.g. with --out benchmarks/results_light "
                              "--markdown benchmarks/RESULTS_light.md)")

@@ -1,7 +1,8 @@
 """Soak: the perception node under sustained overload (30 Hz 720x1280 frames, CPU inference slower).
 
 Starts ``perception_node`` as its own process (Fast DDS on loopback, its own ROS domain) with a
-random model with the shipped car heads at 192x640 (exported here, or ``--model``), then:
+random model with the shipped model's heads at 192x640 (``bench_models.export_bench_model``, or
+``--model``), then:
 
 1. single-frame latency: one frame at a time, each sent after the previous output arrived;
 2. soak: ``--rate`` Hz frames for ``--seconds`` while recording every ``front/depth`` output,
@@ -48,19 +49,9 @@ from unified_perception.image_size import parse_size  # noqa: E402
 from unified_perception.runtime.model_files import fastdds_profile_environment  # noqa: E402
 from unified_perception.ros.builders import s_to_stamp, stamp_to_s  # noqa: E402
 
+from bench_models import export_bench_model  # noqa: E402   (benchmarks/ is the script's folder)
+
 CAMERA_HW = (720, 1280)
-
-
-def export_bench_model(height: int, width: int, directory: Path) -> Path:
-    """A random resnet18 all-task model with the shipped `car` heads exported to ONNX (the train extra)."""
-    from unified_perception.train.export import export_model
-    from unified_perception.train.model import build_unified_model
-
-    model = build_unified_model("resnet18", input_height=height, input_width=width, seed=0,
-                                preset="car")
-    path = directory / f"soak_resnet18_car_{height}x{width}.onnx"
-    export_model(model, path)
-    return path
 
 
 def start_node(model: Path, env: dict[str, str]) -> subprocess.Popen:
