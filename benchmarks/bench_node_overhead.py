@@ -36,6 +36,7 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from unified_perception import topics  # noqa: E402
@@ -53,6 +54,7 @@ from unified_perception.runtime.scene_flow import scene_flow_points  # noqa: E40
 CAMERA = "front"
 CAMERA_HW = (720, 1280)
 OPTICAL_FRAME = "front_optical"
+WARMUP_FRAMES = 2
 
 
 def camera_message(camera_hw: tuple[int, int], seed: int = 0) -> tuple[Image, CameraInfo]:
@@ -71,8 +73,9 @@ def per_camera_outputs() -> list[topics.TopicSpec]:
 
 
 def vehicle_outputs() -> list[topics.TopicSpec]:
-    """The vehicle outputs every node has (ackermann only where installed, tf switched off)."""
-    return [topics.ODOMETRY, topics.PATH, topics.STEERING_ANGLE, topics.STEERING_MARKER]
+    """The vehicle outputs every node publishes for every frame (ackermann only where installed,
+    tf switched off; /path goes out once per ``path_period_s``, see :class:`OutputProbe`)."""
+    return [topics.ODOMETRY, topics.STEERING_ANGLE, topics.STEERING_MARKER]
 
 
 class OutputProbe:
@@ -87,18 +90,44 @@ class OutputProbe:
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._lock = threading.Lock()
         self.received: dict[str, float] = {}
+        self._complete = threading.Event()     # set by the callback that completes a frame
         names = [topics.camera_topic(CAMERA, s.name) for s in per_camera_outputs()] + \
                 [s.name for s in vehicle_outputs()]
         specs = per_camera_outputs() + vehicle_outputs()
         self.topics = names
         for name, spec in zip(names, specs):
             self.node.create_subscription(_MSG_TYPES[spec.msg_type], name, self._stamp(name), reliable)
+        # Subscribed so that the node builds and publishes it when due (not awaited per frame).
+        self.node.create_subscription(_MSG_TYPES[topics.PATH.msg_type], topics.PATH.name,
+                                      lambda _: None, reliable)
+        self.node_report: dict[str, str] = {}    # the node's newest /diagnostics key-values
+        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS.name, self._diagnostics, 10)
+
+    def _diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(": inference"):
+                with self._lock:
+                    self.node_report = {kv.key: kv.value for kv in status.values}
+
+    def node_latency_ms(self, frames: int, timeout_s: float = 10.0) -> float | None:
+        """The node's own p50 latency (camera message received -> last output published, its
+        clock; ``/diagnostics``) once it reports at least ``frames`` processed frames."""
+        end = time.time() + timeout_s
+        while time.time() < end:
+            with self._lock:
+                report = dict(self.node_report)
+            if int(report.get("frames_processed", 0)) >= frames:
+                return float(report["latency_p50_ms"])
+            time.sleep(0.1)
+        return None
 
     def _stamp(self, name: str) -> Callable[[Any], None]:
         def callback(_: Any) -> None:
             now = time.time()
             with self._lock:
                 self.received[name] = now
+                if len(self.received) == len(self.topics):
+                    self._complete.set()
         return callback
 
     def send(self, image: Image, info: CameraInfo) -> float:
@@ -106,14 +135,19 @@ class OutputProbe:
         image.header.stamp = info.header.stamp = builders.s_to_stamp(sent)
         with self._lock:
             self.received.clear()
+            self._complete.clear()
         self.info_pub.publish(info)
         self.image_pub.publish(image)
         return sent
 
-    def all_received(self) -> float | None:
-        """The time the last of every output topic arrived, once all have (else None)."""
+    def all_received(self, timeout_s: float) -> float | None:
+        """The time the last of every output topic arrived, once all have; None if they have not
+        within ``timeout_s``. Waits on an event (no polling: the probe takes no CPU from the node
+        while it waits)."""
+        if not self._complete.wait(timeout_s):
+            return None
         with self._lock:
-            return max(self.received.values()) if len(self.received) == len(self.topics) else None
+            return max(self.received.values())
 
 
 def start_node(model: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -154,15 +188,13 @@ class RunningNode:
                 raise RuntimeError("the perception node did not come up")
             time.sleep(0.1)
         time.sleep(1.0)      # let every subscription match
-        for _ in range(2):   # the first frame starts the pair; both warm up
+        for _ in range(WARMUP_FRAMES):   # the first frame starts the pair; both warm up
             self.frame_ms()
         return self
 
     def frame_ms(self) -> float | None:
         sent = self.probe.send(self.image, self.info)
-        end = time.time() + self.timeout_s
-        while (last := self.probe.all_received()) is None and time.time() < end:
-            time.sleep(0.0005)
+        last = self.probe.all_received(self.timeout_s)
         return None if last is None else (last - sent) * 1e3
 
     def __exit__(self, *exc: object) -> None:
@@ -177,10 +209,12 @@ class RunningNode:
 
 
 def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMERA_HW
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """``frames`` end-to-end latencies of the node and as many bare ``InferenceEngine.infer``
     calls on the same camera image (resize included, state carried), interleaved frame by frame
-    so that both see the same machine load. ms."""
+    so that both see the same machine load, and the node's own p50 latency over those frames and
+    the warm-up ones (receipt -> published, from its ``/diagnostics``; None if it did not report).
+    ms."""
     engine = cpu_engine(model)
     rgb = decode_any_rgb(camera_message(camera_hw)[0])
     engine.infer([CameraFrame(CAMERA, rgb, 0.0)])
@@ -192,8 +226,9 @@ def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMER
             start = time.perf_counter()
             engine.infer([CameraFrame(CAMERA, rgb, 0.1 * (i + 1))])
             bare_ms.append((time.perf_counter() - start) * 1e3)
+        node_own = node.probe.node_latency_ms(frames + WARMUP_FRAMES)
     engine.close()
-    return np.asarray(node_ms), np.asarray(bare_ms)
+    return np.asarray(node_ms), np.asarray(bare_ms), node_own
 
 
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -269,9 +304,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or export_bench_model(*parse_size(args.size), Path(tmp))
-        e2e, bare = node_vs_bare_ms(model, args.frames)
+        e2e, bare, own = node_vs_bare_ms(model, args.frames)
         print(f"node end to end p50 {np.median(e2e):.1f} ms ({len(e2e)} frames), bare engine p50 "
-              f"{np.median(bare):.1f} ms, ratio {np.median(e2e) / np.median(bare):.2f}")
+              f"{np.median(bare):.1f} ms, ratio {np.median(e2e) / np.median(bare):.2f}; the node's "
+              f"own receipt -> published p50 {own} ms")
         print(node_breakdown_ms(model, args.frames))
     return 0
 

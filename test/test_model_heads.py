@@ -17,6 +17,8 @@ from unified_perception.train.geometry import (BackprojectDepth, Project3D, intr
                                                points_in_previous_camera, pose_vector_to_matrix,
                                                rigid_flow)
 from unified_perception.train.heads.depth import AttentionGate, disparity_to_depth
+from unified_perception.train.heads.layers import upsample_by
+from unified_perception.train.heads.motion import _Level
 from unified_perception.train.heads.panoptic import ASPP
 from unified_perception.train.heads.panoptic_grouping import PanopticGrouping
 from unified_perception.train.heads.steering import AttentionPoolSteering
@@ -76,13 +78,16 @@ def test_input_normalization_is_the_imagenet_formula() -> None:
     torch.testing.assert_close(normalize(unit), expected, rtol=0, atol=1e-6)
 
 
-def test_aspp_image_pooling_branch_is_the_broadcast_global_mean() -> None:
+@pytest.mark.parametrize("size", [(3, 10), (6, 20), (12, 40)])
+def test_aspp_is_its_branches_and_the_broadcast_global_mean(size: tuple[int, int]) -> None:
+    """The reference applies every dilated 3x3 branch whole; the ASPP drops the kernel rows /
+    columns that only read padding on small maps (3 rows: all of rates 3, 6, 9) to the same result."""
     torch.manual_seed(0)
     aspp = ASPP(8, 16).eval()
-    x = torch.randn(2, 8, 3, 10)
-    pooled = aspp.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, 3, 10)
+    x = torch.randn(2, 8, *size)
+    pooled = aspp.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, *size)
     expected = aspp.project(torch.cat([b(x) for b in aspp.branches] + [pooled], dim=1))
-    torch.testing.assert_close(aspp(x, (3, 10)), expected)
+    torch.testing.assert_close(aspp(x, size), expected)
 
 
 def test_attention_gate_weights_each_skip_channel_by_one_attention_map() -> None:
@@ -91,6 +96,43 @@ def test_attention_gate_weights_each_skip_channel_by_one_attention_map() -> None
     coarse, skip = torch.randn(2, 16, 6, 20), torch.randn(2, 16, 6, 20)
     attention = torch.sigmoid(gate.psi(torch.relu(gate.gate(coarse) + gate.skip(skip))))  # [N, 1, h, w]
     torch.testing.assert_close(gate(coarse, skip), skip * attention)
+
+
+def test_motion_level_is_one_convolution_of_the_field_and_features_stacked() -> None:
+    """The level computes conv_a's field and feature parts apart (for the blocked layout); the
+    result is conv_a of the concatenation, as the release writes it."""
+    torch.manual_seed(0)
+    level = _Level(32, 16, 3)
+    field, features = torch.randn(2, 3, 3, 5), torch.randn(2, 32, 6, 10)
+    up = upsample_by(field, 2)
+    a = torch.relu(level.conv_a(torch.cat([up, features], dim=1)))
+    b = torch.relu(level.conv_b(a))
+    expected = level.out(torch.cat([a, b], dim=1)) + up
+    torch.testing.assert_close(level(field, features, (2, 2)), expected)
+
+
+def test_narrow_stride4_depth_and_squeezed_motion_pairs() -> None:
+    """``depth_stride4_width`` narrows only the depth decoder's stride-4 level;
+    ``motion_pair_width`` squeezes only the pairs wider than it (resnet18: 1024 and 512 channels at
+    strides 32 and 16 for 256); every output keeps its shape."""
+    model = build_unified_model("resnet18", 64, 96, seed=0, preset="car", depth_stride4_width=32,
+                                motion_pair_width=256)
+    depth = model.depth
+    assert [fuse[1][0].out_channels for fuse in depth.fuse] == [32, 128, 128]
+    assert depth.predict[0].conv.in_channels == 32 and depth.gates[0].gate.in_channels == 128
+    for decoder in (model.motion.mask, model.motion.flow):
+        assert [None if lv.squeeze is None else (lv.squeeze[0].in_channels, lv.squeeze[0].out_channels)
+                for lv in decoder.levels] == [(1024, 256), (512, 256), None, None]
+    reference = build_unified_model("resnet18", 64, 96, seed=0, preset="car").eval()
+    model.eval()
+    images = torch.rand(2, 2, 3, 64, 96)
+    with torch.no_grad():
+        out, _ = model(images[0])
+        out, _ = model(images[1], _)
+        ref, _ = reference(images[0])
+        ref, _ = reference(images[1], _)
+    for name in ("depth_m", "motion_prob", "independent_flow_m", "semantic", "panoptic"):
+        assert getattr(out, name).shape == getattr(ref, name).shape, name
 
 
 def test_grouping_labels_at_stride_two_spread_over_two_by_two_pixels() -> None:

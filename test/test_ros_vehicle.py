@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from nav_msgs.msg import Odometry
+from nav_msgs.msg import Odometry, Path
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 
@@ -43,8 +43,9 @@ def vehicle():
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     session.add(node)
     tester = session.add(Node("vehicle_tester", context=session.context))
-    recorder = Recorder(tester, [("odometry", Odometry)])
-    wait_until(lambda: outputs.vehicle.odometry.wanted(), 20.0, "the recorder to connect")
+    recorder = Recorder(tester, [("odometry", Odometry), ("path", Path)])
+    wait_until(lambda: outputs.vehicle.odometry.wanted() and outputs.vehicle.path.wanted(), 20.0,
+               "the recorder to connect")
     yield VehicleOutputs(outputs.vehicle, settings), recorder
     session.close()
 
@@ -66,3 +67,21 @@ def test_a_non_finite_ego_motion_publishes_no_odometry(vehicle) -> None:
     stamps = [builders.stamp_to_s(m.header.stamp) for m in recorder.messages("odometry")]
     assert stamps == pytest.approx([10.0, 10.2]), "the frame with a non-finite pose published odometry"
     assert last.pose.pose.position.x == pytest.approx(2.0)
+
+
+def test_the_path_is_published_once_per_period_with_every_pose(vehicle) -> None:
+    """Every frame publishes odometry; /path (the whole path) goes out on the first frame, then
+    once per ``path_period_s`` (0.5 s) of camera stamps, and at once after a time jump back."""
+    outputs, recorder = vehicle
+    step = np.eye(4)
+    step[2, 3] = 1.0
+    stamps = [10.0 + DT_S * i for i in range(12)] + [5.0, 5.1]      # 10.0 .. 11.1, then back
+    for stamp in stamps:
+        outputs.on_result(_result(stamp, step), builders.s_to_stamp(stamp), builders.s_to_stamp(stamp))
+    recorder.wait_for("odometry", lambda m: m.header.stamp == builders.s_to_stamp(5.1))
+    recorder.wait_for("path", lambda m: m.header.stamp == builders.s_to_stamp(5.0))
+    time.sleep(0.2)
+    paths = recorder.messages("path")
+    assert [builders.stamp_to_s(m.header.stamp) for m in paths] == pytest.approx([10.0, 10.5, 11.0, 5.0])
+    assert [len(m.poses) for m in paths] == [1, 6, 11, 1]
+    assert len(recorder.messages("odometry")) == len(stamps)

@@ -152,6 +152,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               dynamic=True),
     ParamSpec("path_max_poses", 2000, int, "poses kept in the published path", range=(1, 100000),
               dynamic=True),
+    ParamSpec("path_period_s", 0.5, float,
+              "s of camera stamps between /path messages (each carries the whole path: 2000 poses "
+              "took 4 ms to publish, every frame; 0 = every frame); /odometry has every pose",
+              range=(0.0, 60.0), dynamic=True),
     ParamSpec("publish_tf", True, bool,
               "broadcast odom -> base_link on /tf and base_link -> primary camera optical frame on "
               "/tf_static (where tf2_msgs is installed); false when another node owns those"),
@@ -195,6 +199,7 @@ class NodeSettings:
     motion_threshold: float
     pointcloud_stride: int
     path_max_poses: int
+    path_period_s: float
     publish_tf: bool
     diagnostics_period_s: float
     steering_max_angle_rad: float

@@ -44,6 +44,8 @@ class VehicleOutputs:
                                                     settings.camera_to_base_rpy)
         self._state = VehicleState(self._T_base_cam, steering_limits(settings))
         self._path: deque = deque(maxlen=settings.path_max_poses)
+        self._path_period_s = settings.path_period_s
+        self._path_sent_s: float | None = None      # camera stamp of the last /path message
         self._odom_frame = settings.odom_frame_id
         self._base_frame = settings.base_frame_id
         self._static_tf_frame: str | None = None
@@ -54,6 +56,7 @@ class VehicleOutputs:
             self._state.set_limits(steering_limits(settings))
             if self._path.maxlen != settings.path_max_poses:
                 self._path = deque(self._path, maxlen=settings.path_max_poses)
+            self._path_period_s = settings.path_period_s
 
     def restart_steering(self) -> None:
         """Forget the steering history (at activation); odometry continues where it was (REP 105)."""
@@ -95,8 +98,20 @@ class VehicleOutputs:
         if self._pubs.tf is not None:
             self._pubs.tf.publish(builders.tf_message([builders.transform_stamped(
                 T_odom_base, builders.header(stamp, self._odom_frame), self._base_frame)]))
-        self._pubs.path.publish_if_wanted(
-            lambda: builders.path(self._path, builders.header(stamp, self._odom_frame)))
+        if self._path_due(builders.stamp_to_s(stamp), update.restarted):
+            self._pubs.path.publish_if_wanted(
+                lambda: builders.path(self._path, builders.header(stamp, self._odom_frame)))
+
+    def _path_due(self, stamp_s: float, restarted: bool) -> bool:
+        """Whether this pose's frame publishes /path: the first, one after a restart, and then one
+        per ``path_period_s`` of camera stamps (a message holds the whole path: publishing it
+        every frame grew with its length, to 4 ms at 2000 poses)."""
+        last = self._path_sent_s
+        if (restarted or last is None or stamp_s < last
+                or stamp_s - last >= self._path_period_s - 1e-6):   # 1 us: stamps are ns
+            self._path_sent_s = stamp_s
+            return True
+        return False
 
     def _publish_camera_mount(self, camera_frame_id: str, stamp: Time) -> None:
         """Latch base_link -> camera optical frame on /tf_static once per optical frame id."""

@@ -65,6 +65,7 @@ class HeadOptions:
     depth_fine_widths: tuple[int, int] = (64, 32)
     depth_output_stride: int = 1
     depth_activation: str = "elu"
+    depth_stride4_width: int = 0
     depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M
     semantic_width: int = 256
     instance_width: int = 128
@@ -82,6 +83,7 @@ class HeadOptions:
     motion_widths: tuple[int, ...] = (256, 128, 64, 32, 16, 16)
     motion_output_stride: int = 1
     motion_shared: bool = False
+    motion_pair_width: int = 0
     latent_dim: int = 256
     latent_columns: int = 4
     latent_ego_motion: bool = False
@@ -165,7 +167,7 @@ class UnifiedModel(nn.Module):
         has = set(self.tasks)
         self.depth = (DepthDecoder(ch, options.depth_width, options.depth_fine_widths,
                                    options.depth_range_m, options.depth_output_stride,
-                                   options.depth_activation)
+                                   options.depth_activation, options.depth_stride4_width)
                       if Task.DEPTH in has else None)
         self.panoptic = (PanopticHead(ch, NUM_CLASSES, options.semantic_width,
                                       options.instance_width, options.semantic_skips,
@@ -183,7 +185,8 @@ class UnifiedModel(nn.Module):
         self.pose = (MultiScalePoseDecoder(ch, options.pose_widths, options.pose_head_width)
                      if self.two_frame else None)
         self.motion = (MotionHead(ch, Task.SCENE_FLOW in has, options.motion_widths,
-                                  options.motion_output_stride, options.motion_shared)
+                                  options.motion_output_stride, options.motion_shared,
+                                  pair_width=options.motion_pair_width)
                        if has & {Task.MOTION, Task.SCENE_FLOW} else None)
         if options.steering_kinematic and not self.two_frame:
             raise ValueError("head option 'steering_kinematic' needs a pose decoder (a two-frame "

@@ -62,9 +62,10 @@ def depth_to_disparity(depth_m: Tensor, min_depth_m: float, max_depth_m: float) 
 class AttentionGate(nn.Module):
     """Additive attention gate: weights a skip by sigmoid(psi(relu(W_g g + W_x x)))."""
 
-    def __init__(self, channels: int, inner: int) -> None:
+    def __init__(self, channels: int, inner: int, coarse_channels: int | None = None) -> None:
+        """``channels``: of the skip (and of the coarse map unless ``coarse_channels``)."""
         super().__init__()
-        self.gate = nn.Conv2d(channels, inner, 1)
+        self.gate = nn.Conv2d(coarse_channels or channels, inner, 1)
         self.skip = nn.Conv2d(channels, inner, 1)
         self.psi = nn.Conv2d(inner, 1, 1)
         self.register_buffer("per_channel", torch.ones(channels, 1, 1, 1), persistent=False)
@@ -110,23 +111,29 @@ class DepthDecoder(nn.Module):
     def __init__(self, in_channels: tuple[int, ...], width: int = 256,
                  fine_widths: tuple[int, int] = (64, 32),
                  depth_range_m: tuple[float, float] = DEFAULT_DEPTH_RANGE_M,
-                 output_stride: int = 1, activation: str = "elu") -> None:
+                 output_stride: int = 1, activation: str = "elu", stride4_width: int = 0) -> None:
         """``activation``: of the fusion convolutions, ``elu`` (the release) or ``relu`` (what the
-        depth refit stage converts a trained decoder to: train/depth_stage.py)."""
+        depth refit stage converts a trained decoder to: train/depth_stage.py).
+        ``stride4_width``: channels of the stride-4 level (its projection, fusion and prediction;
+        0: ``width``). The stride-4 fusion is the decoder's largest cost (two 3x3 convolutions over
+        16x more pixels than at stride 16), so a narrower one there saves most of its work."""
         super().__init__()
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"depth output stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         self.depth_range_m, self.output_stride = depth_range_m, output_stride
-        self.project = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
-        self.gates = nn.ModuleList(AttentionGate(width, max(width // 4, 8)) for _ in in_channels[:-1])
+        level_widths = [stride4_width or width] + [width] * (len(in_channels) - 1)  # strides 4, 8, ..
+        self.project = nn.ModuleList(nn.Conv2d(c, lw, 1) for c, lw in zip(in_channels, level_widths))
+        self.gates = nn.ModuleList(AttentionGate(lw, max(lw // 4, 8), coarse)
+                                   for lw, coarse in zip(level_widths[:-1], level_widths[1:]))
         conv = functools.partial(conv_act, activation=activation)
-        self.fuse = nn.ModuleList(nn.Sequential(conv(2 * width, width), conv(width, width))
-                                  for _ in in_channels[:-1])
+        self.fuse = nn.ModuleList(nn.Sequential(conv(coarse + lw, lw), conv(lw, lw))
+                                  for lw, coarse in zip(level_widths[:-1], level_widths[1:]))
         w2, w1 = fine_widths
+        w4 = level_widths[0]
         # Fine levels only down to the output stride; one soft-bin predictor per predicted stride.
-        self.up2 = conv(width, w2) if output_stride <= 2 else None
+        self.up2 = conv(w4, w2) if output_stride <= 2 else None
         self.up1 = conv(w2, w1) if output_stride == 1 else None
-        widths = {1: w1, 2: w2, 4: width, 8: width, 16: width, 32: width}
+        widths = {1: w1, 2: w2, 4: w4, 8: width, 16: width, 32: width}
         self.strides = tuple(output_stride * 2 ** i for i in range(4))      # finest first
         self.predict = nn.ModuleList(SoftBinDisparity(widths[s]) for s in self.strides)
 

@@ -45,7 +45,25 @@ class ASPP(nn.Module):
         h, w = size
         pooled = F.interpolate(self.pool(F.adaptive_avg_pool2d(x, 1)), scale_factor=(float(h), float(w)),
                                mode="nearest")
-        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+        branches = [self.branches[0](x)] + [_dilated_branch(b, x, size) for b in self.branches[1:]]
+        return self.project(torch.cat(branches + [pooled], dim=1))
+
+
+def _dilated_branch(branch: nn.Sequential, x: Tensor, size: tuple[int, int]) -> Tensor:
+    """``branch`` (dilated 3x3 conv, BN, ReLU) of ``x`` ``[N, C, h, w]``, ``size`` = (h, w).
+
+    A tap ``r`` rows away from the centre reads only the zero padding when ``r >= h``: on a small
+    stride-32 map (3 rows at 96x320) the dilated kernel's outer rows (columns when ``r >= w``) never
+    touch the map. The convolution then runs with only the taps that do, and no padding on that
+    side: the same result, with a third of the weights read (the ASPP's 3x3 branches read them
+    from memory for a handful of pixels)."""
+    conv = branch[0]
+    r = conv.dilation[0]
+    rows = slice(1, 2) if r >= size[0] else slice(None)
+    cols = slice(1, 2) if r >= size[1] else slice(None)
+    padding = (0 if r >= size[0] else r, 0 if r >= size[1] else r)
+    y = F.conv2d(x, conv.weight[:, :, rows, cols], conv.bias, padding=padding, dilation=r)
+    return branch[2](branch[1](y))
 
 
 class PanopticDecoder(nn.Module):
