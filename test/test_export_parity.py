@@ -1,7 +1,7 @@
 """The exported ONNX model computes what the PyTorch model computes, frame after frame.
 
-A random model at 64x128 (the `light` preset, and the shipped `car` preset with the ego-motion
-latent and kinematic steering) runs three consecutive frames (batch of 2 cameras) in PyTorch and in
+A random model at 64x128 (the `light` preset, and the shipped `car` preset and `car_lean` with the
+ego-motion latent and kinematic steering) runs three consecutive frames (batch of 2 cameras) in PyTorch and in
 ONNX Runtime, each side feeding its own state_out back as state_in. Float outputs must agree within
 1e-4 of the output's range; label outputs must be identical wherever the label is numerically
 decided. A label is "decided" where PyTorch's top-2 semantic logits differ by more than 1e-4 and,
@@ -37,7 +37,8 @@ def _shift_centers_above_threshold(model, frame: np.ndarray) -> None:
         model.panoptic.center_head.out.bias += shift
 
 
-PRESETS = {"light": {}, "car": {"latent_ego_motion": True, "steering_kinematic": True}}
+SHIPPED = {"latent_ego_motion": True, "steering_kinematic": True}
+PRESETS = {"light": {}, "car": SHIPPED, "car_lean": SHIPPED}
 
 
 @pytest.fixture(scope="module", params=sorted(PRESETS))
