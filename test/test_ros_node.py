@@ -82,6 +82,9 @@ def setup(tiny_model_path: Path):
         Parameter("optical_frame_ids", value=[OPTICAL_FRAME]),
         Parameter("diagnostics_period_s", value=0.2),
         Parameter("max_gap_s", value=5.0),
+        # The path with every frame, so that each frame's outputs can be checked (the rate
+        # limit of the default 0.5 s is tested in test_ros_vehicle.py).
+        Parameter("path_period_s", value=0.0),
         Parameter("steering.max_angle_rad", value=MAX_ANGLE),
         Parameter("steering.stale_timeout_s", value=5.0)])
     assert autostart(node)
