@@ -98,6 +98,12 @@ class HeadOptions:
     steering_kinematic: bool = False
 
 
+_CAR = HeadOptions(
+    depth_width=128, depth_fine_widths=(32, 16), depth_activation="relu",
+    pose_widths=(16, 32, 64, 128), pose_head_width=64, center_top_k=32,
+    motion_widths=(256, 128, 64, 32, 16, 16), latent_dim=128, steering_hidden=64,
+    depth_output_stride=4, motion_output_stride=4, center_vote_stride=4)
+
 PRESETS: dict[str, HeadOptions] = {
     "paper": HeadOptions(),
     "light": HeadOptions(
@@ -107,16 +113,8 @@ PRESETS: dict[str, HeadOptions] = {
         motion_widths=(64, 32, 16, 16, 8, 8), latent_dim=128, steering_hidden=64,
         depth_output_stride=4, motion_output_stride=4, motion_shared=True,
         panoptic_shared_decoder=True, center_vote_stride=4),
-    "car": HeadOptions(
-        depth_width=128, depth_fine_widths=(32, 16), depth_activation="relu",
-        pose_widths=(16, 32, 64, 128), pose_head_width=64, center_top_k=32,
-        motion_widths=(256, 128, 64, 32, 16, 16), latent_dim=128, steering_hidden=64,
-        depth_output_stride=4, motion_output_stride=4, center_vote_stride=4),
-    "car_lean": HeadOptions(
-        depth_width=128, depth_fine_widths=(32, 16), depth_activation="relu", depth_stride4_width=64,
-        pose_widths=(16, 32, 64, 128), pose_head_width=64, center_top_k=32,
-        motion_widths=(256, 128, 64, 32, 16, 16), motion_pair_width=256, latent_dim=128,
-        steering_hidden=64, depth_output_stride=4, motion_output_stride=4, center_vote_stride=4),
+    "car": _CAR,
+    "car_lean": dataclasses.replace(_CAR, depth_stride4_width=64, motion_pair_width=256),
 }
 
 
