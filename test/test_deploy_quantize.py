@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from replay_helpers import SIZE, synth
@@ -16,9 +17,10 @@ from test_architecture import _violations
 from unified_perception.cli import main as cli_main
 from unified_perception.contract import MetadataKey
 from unified_perception.deploy.agreement import compare_models, rotation_angle_deg
-from unified_perception.deploy.quantize import kept_float_nodes, model_frames
+from unified_perception.deploy.quantize import ENCODER_STEM_SCOPES, kept_float_nodes, model_frames
 from unified_perception.eval.replay_input import InputBag
-from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
+from unified_perception.runtime.engine import (DISABLED_OPTIMIZERS, CameraFrame, EngineConfig,
+                                               InferenceEngine)
 from unified_perception.train.export_fp16 import store_weights_fp16
 
 # Tolerances of the INT8 model against float32 on the tiny random model (random weights make
@@ -69,7 +71,7 @@ def test_info_says_which_precision_a_model_computes_in(quantized: Path, tiny_mod
     assert "precision: float32 compute" in capsys.readouterr().out
 
 
-def test_convolutions_run_in_int8_and_the_pose_decoder_stays_float(quantized: Path) -> None:
+def test_convolutions_run_in_int8_and_the_pose_decoder_and_encoder_stem_stay_float(quantized: Path) -> None:
     graph = onnx.load(str(quantized)).graph
     weights = {i.name: i for i in graph.initializer}
     int8_weights = [w for w in weights.values() if w.data_type == onnx.TensorProto.INT8]
@@ -90,6 +92,32 @@ def test_convolutions_run_in_int8_and_the_pose_decoder_stays_float(quantized: Pa
     assert pose_convs and not any(n.input[1] in dequantized for n in pose_convs)
     motion = set(kept_float_nodes(graph, ("/model/motion/",)))
     assert any(n.input[1] in dequantized for n in convs if n.name in motion)
+    # The encoder's first convolution reads the normalised image itself, float; its first
+    # residual stage (the same kernel shape family, 'layer1') is int8.
+    stem_nodes = set(kept_float_nodes(graph, ENCODER_STEM_SCOPES))
+    stem = [n for n in convs if n.name in stem_nodes]
+    assert len(stem) == 1 and stem[0].input[1] not in dequantized
+    assert not [n for n in graph.node if n.op_type == "QuantizeLinear"
+                and n.input[0].startswith("/model/normalize/")], "the normalised image stays float"
+    layer1 = [n for n in convs if n.output[0].startswith("/model/encoder/layer1/")]
+    assert layer1 and all(n.input[1] in dequantized for n in layer1)
+
+
+@pytest.mark.parametrize("disabled", [(), DISABLED_OPTIMIZERS])
+def test_the_engine_keeps_the_stem_max_pool_float_where_qdq_propagation_would_quantize_it(
+        quantized: Path, tmp_path: Path, disabled: tuple[str, ...]) -> None:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=list(disabled))
+    graph = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    pool = [n for n in graph.node if n.op_type == "MaxPool" and n.name.startswith("/model/encoder/maxpool/")]
+    assert len(pool) == 1
+    # ONNX Runtime's default moves the stem's QuantizeLinear above the max-pool (a slow uint8
+    # max-pool); the engine's session turns that off and the max-pool reads the float ReLU.
+    assert producer[pool[0].input[0]] == ("Relu" if disabled else "DequantizeLinear")
 
 
 def test_a_model_with_float16_stored_weights_gets_int8_convolutions_like_its_float32_export(
