@@ -59,10 +59,10 @@ def _dilated_branch(branch: nn.Sequential, x: Tensor, size: tuple[int, int]) -> 
     from memory for a handful of pixels)."""
     conv = branch[0]
     r = conv.dilation[0]
-    rows = slice(1, 2) if r >= size[0] else slice(None)
-    cols = slice(1, 2) if r >= size[1] else slice(None)
-    padding = (0 if r >= size[0] else r, 0 if r >= size[1] else r)
-    y = F.conv2d(x, conv.weight[:, :, rows, cols], conv.bias, padding=padding, dilation=r)
+    outside = (r >= size[0], r >= size[1])      # the outer taps read only padding along (rows, cols)
+    rows, cols = (slice(1, 2) if o else slice(None) for o in outside)
+    y = F.conv2d(x, conv.weight[:, :, rows, cols], conv.bias,
+                 padding=tuple(0 if o else r for o in outside), dilation=r)
     return branch[2](branch[1](y))
 
 
