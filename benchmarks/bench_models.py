@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
 from unified_perception.contract import ModelMetadata  # noqa: E402
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine  # noqa: E402
 
-PRESET = "car"
+PRESET = "car_lean"
 BACKBONE = "resnet18"
 SHIPPED_HEAD_OVERRIDES = {"latent_ego_motion": True, "steering_kinematic": True}
 """Head options of the shipped model beyond its preset (the latent and steering reading the
@@ -35,7 +35,7 @@ options need the pose decoder of a two-frame model)."""
 
 
 def use_preset(name: str) -> None:
-    """Benchmark the ``name`` head preset (``car``, the shipped one, by default; ``light``: the
+    """Benchmark the ``name`` head preset (``car_lean``, the shipped one, by default; ``light``: the
     fast one) from here on: every later :func:`export_bench_model` builds it (and
     ``train.model.head_options`` refuses an unknown name there)."""
     global PRESET

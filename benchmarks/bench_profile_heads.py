@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+import bench_models
 from bench_models import REPO, export_bench_model, machine, machine_line, zero_feeds
 from unified_perception.image_size import parse_size
 
@@ -229,7 +230,8 @@ def time_settings(model: Path, settings: Iterable[SessionSetting], rounds: int, 
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Per-head profile of the resnet18 unified model with the shipped car heads "
+    heads = report.get("preset", "car")     # reports written before the preset was recorded: car
+    lines = [f"# Per-head profile of the resnet18 unified model with the `{heads}` heads "
              "(ONNX Runtime, CPU)", "",
              f"Machine: {machine_line(report['machine'])}.", "",
              f"Command: `{report['command']}`", ""]
@@ -267,7 +269,8 @@ def main() -> int:
         args.runs, args.rounds, args.calls = 3, 2, 2
     cores = len(__import__("os").sched_getaffinity(0))
     report: dict[str, Any] = {"machine": machine(), "command": "python benchmarks/bench_profile_heads.py "
-                              + ("--quick" if args.quick else ""), "sizes": []}
+                              + ("--quick" if args.quick else ""), "sizes": [],
+                              "preset": "given model" if args.model else bench_models.PRESET}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models = [args.model] if args.model else [

@@ -1,9 +1,9 @@
 """Every efficiency claim of the unified encoder, measured side by side in one run on this machine.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--sizes 96x320 192x640] [--threads 0]
-                                           [--preset car|light|paper]
+                                           [--preset car_lean|car|light|paper]
 
-Random resnet18 models with the shipped model's ``car`` heads (or ``--preset``; speed does not
+Random resnet18 models with the shipped model's ``car_lean`` heads (or ``--preset``; speed does not
 depend on the weights), exported here, run through the runtime engine (:class:`InferenceEngine`,
 ONNX Runtime CPU provider, its default settings). Candidates that are compared are timed in
 interleaved rounds so that the machine's load hits them alike. Sections (sizes ``H x W``; the first
@@ -186,6 +186,10 @@ def dedicated_cores_section(size: str, work: Path, effort: Effort, threads: int)
                 "ratio = INT8 / float32 (the unified pass above)")]
 
 
+NODE_OWN_ROW = ("node end to end (camera message received -> last output published; the node's p50 "
+                "on /diagnostics, read by the other process)")
+
+
 def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
     """The node end to end vs the bare engine call, and the node's own steps."""
     from bench_node_overhead import (node_breakdown_ms, node_vs_bare_ms, per_camera_outputs,
@@ -197,16 +201,16 @@ def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
     section = f"node end to end vs bare engine, {size} model, 720x1280 rgb8 frames"
     outputs = len(per_camera_outputs()) + len(vehicle_outputs())
     bare = p50(bare_ms)
-    rows = [Row(section, "bare engine call (resize + session + outputs)", bare, "ms"),
-            Row(section, "node end to end (camera message received -> last output published; the "
-                         "node's p50 on /diagnostics, read by the other process)",
-                None if node_own_ms is None else round(node_own_ms, 2), "ms",
-                None if node_own_ms is None else ratio(node_own_ms, bare),
-                "ratio = node / bare" if node_own_ms is not None else "the node sent no diagnostics"),
+    if node_own_ms is None:
+        node_row = Row(section, NODE_OWN_ROW, None, "ms", None, "the node sent no diagnostics")
+    else:
+        node_row = Row(section, NODE_OWN_ROW, round(node_own_ms, 2), "ms", ratio(node_own_ms, bare),
+                       "ratio = node / bare")
+    loopback = p50(node_ms) if len(node_ms) else None
+    rows = [Row(section, "bare engine call (resize + session + outputs)", bare, "ms"), node_row,
             Row(section, f"loopback trip (frame published by another process -> last of its {outputs} "
                          "per-frame outputs received there)",
-                p50(node_ms) if len(node_ms) else None, "ms",
-                ratio(p50(node_ms), bare) if len(node_ms) else None,
+                loopback, "ms", None if loopback is None else ratio(loopback, bare),
                 f"ratio = loopback / bare (the frame's and the outputs' transport included); "
                 f"{len(node_ms)} of {effort.node_frames} frames complete")]
     rows += [Row(section, f"in-process: {name}", value, "ms") for name, value in steps.items()]
