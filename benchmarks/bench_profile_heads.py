@@ -37,6 +37,7 @@ import onnxruntime as ort
 import bench_models
 from bench_models import REPO, export_bench_model, machine, machine_line, zero_feeds
 from unified_perception.image_size import parse_size
+from unified_perception.runtime.engine import DISABLED_OPTIMIZERS
 
 HEAD_OF_PART: dict[str, str] = {
     "normalize": "encoder", "encoder": "encoder", "depth": "depth", "panoptic": "panoptic",
@@ -165,7 +166,8 @@ def profile_heads(model: Path, runs: int, workdir: Path, setting: SessionSetting
     options.profile_file_prefix = str(workdir / f"profile_{model.stem}")
     optimised = workdir / f"optimised_{model.stem}.onnx"
     options.optimized_model_filepath = str(optimised)
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=list(DISABLED_OPTIMIZERS))
     feeds = zero_feeds(session)
     for _ in range(2):
         session.run(None, feeds)
@@ -210,7 +212,8 @@ def time_settings(model: Path, settings: Iterable[SessionSetting], rounds: int, 
     """Median and minimum ms per batch-1 call of each setting, in interleaved rounds (each round
     times ``calls`` calls of every setting in turn, so load changes hit all of them alike)."""
     settings = list(settings)
-    sessions = [ort.InferenceSession(str(model), s.options(), providers=["CPUExecutionProvider"])
+    sessions = [ort.InferenceSession(str(model), s.options(), providers=["CPUExecutionProvider"],
+                                     disabled_optimizers=list(DISABLED_OPTIMIZERS))
                 for s in settings]
     feeds = zero_feeds(sessions[0])
     for session in sessions:
