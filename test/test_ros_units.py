@@ -12,6 +12,7 @@ from sensor_msgs.msg import Image
 from unified_perception.ros import builders
 from unified_perception.ros.camera_input import CameraInputs
 from unified_perception.ros.params import PARAM_BY_NAME, PARAMS, validate
+from unified_perception.ros.publishers import Outbox
 from unified_perception.runtime.image_codec import decode_array
 from unified_perception.transforms import make_transform, rpy_to_matrix
 
@@ -189,3 +190,31 @@ def test_a_worker_stopped_mid_batch_never_runs_twice_after_restart() -> None:
     _time.sleep(0.1)
     assert worker.stop(timeout_s=5.0) is True
     assert most_busy[0] == 1
+
+
+class _Listened:
+    """Stands in for a TopicPublisher: whether anyone listens, and what went out (in order)."""
+
+    def __init__(self, name: str, listeners: int, sent: list) -> None:
+        self.name, self.listeners, self.sent = name, listeners, sent
+
+    def wanted(self) -> bool:
+        return self.listeners > 0
+
+    def publish(self, msg: object) -> None:
+        self.sent.append((self.name, msg))
+
+
+def test_the_outbox_builds_only_wanted_messages_and_sends_them_in_order_in_one_burst() -> None:
+    sent: list = []
+    built: list[str] = []
+    steering, depth, unheard = (_Listened(n, k, sent) for n, k in (("steering", 1), ("depth", 2), ("none", 0)))
+    outbox = Outbox()
+    outbox.add(steering, "angle")
+    outbox.add_if_wanted(unheard, lambda: built.append("none") or "never")
+    outbox.add_if_wanted(depth, lambda: built.append("depth") or "image")
+    assert sent == [] and built == ["depth"], "nothing goes out before publish(); unheard is not built"
+    outbox.publish()
+    assert sent == [("steering", "angle"), ("depth", "image")]
+    outbox.publish()
+    assert len(sent) == 2, "published messages are not sent again"

@@ -23,10 +23,20 @@ from rclpy.signals import SignalHandlerOptions
 from unified_perception.ros.node import PerceptionNode, autostart
 from unified_perception.ros.params import ParameterError
 
+GIL_SWITCH_INTERVAL_S = 1e-4
+"""Python's thread switch interval while the node runs (default 5 ms). A camera frame arrives on
+the executor thread, which still runs rclpy's Python bookkeeping for a while after the callback
+has handed the frame over; the inference thread waits for the interpreter lock meanwhile. A
+shorter interval lets it start sooner (measured at 96x320: 0.47 -> 0.30 ms from receipt to
+processing); the threads rarely want the lock at once otherwise (ONNX Runtime and rcl_wait run
+without it)."""
+
 
 def run(ros_args: Sequence[str]) -> int:
     """Start rclpy with ``ros_args`` (argv style), run the node until shutdown. Returns an exit code."""
     rclpy.init(args=list(ros_args), signal_handler_options=SignalHandlerOptions.NO)
+    switch_interval_s = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -53,6 +63,7 @@ def run(ros_args: Sequence[str]) -> int:
             rclpy.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.setswitchinterval(switch_interval_s)
     return 0
 
 

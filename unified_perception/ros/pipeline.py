@@ -1,5 +1,6 @@
 """One pass of the node on the worker thread: decode the newest frames, one batched engine call,
-publish per-camera outputs and hand the primary camera's result to the vehicle outputs.
+then per camera: build the vehicle outputs (primary camera: steering and odometry, sent first)
+and the camera's outputs, and publish them in one burst (:class:`ros.publishers.Outbox`).
 
 A frame that cannot be decoded (unsupported encoding, wrong step, truncated data) is counted,
 remembered for the diagnostics and logged (throttled); nothing derived from it is published.
@@ -18,9 +19,9 @@ from builtin_interfaces.msg import Time
 
 from unified_perception.ros import builders
 from unified_perception.ros.camera_input import PendingFrame
-from unified_perception.ros.camera_outputs import publish_camera
+from unified_perception.ros.camera_outputs import add_camera_messages
 from unified_perception.ros.params import NodeSettings
-from unified_perception.ros.publishers import OutputPublishers
+from unified_perception.ros.publishers import OutputPublishers, Outbox
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.runtime.camera_info import camera_info_problem, output_intrinsics
 from unified_perception.runtime.colorize import semantic_palette
@@ -68,11 +69,14 @@ class FramePipeline:
                 self._warn(f"camera '{frame.camera}': {problem}; using the model's training "
                            f"intrinsics for depth/camera_info and scene_flow/points")
             K = output_intrinsics(frame.info, image.shape[:2], model_hw, self._engine.metadata)
-            publish_camera(self._outputs.cameras[frame.camera], result, hdr, K,
-                           self._palette, settings.motion_threshold,
-                           settings.pointcloud_stride, frame.info)
-            if frame.camera_index == 0:
-                self._vehicle.on_result(result, frame.msg.header.stamp, self._now(), frame_id)
+            outbox = Outbox()
+            if frame.camera_index == 0:     # steering and odometry first: the car waits on them
+                self._vehicle.add_result(outbox, result, frame.msg.header.stamp, self._now(),
+                                         frame_id)
+            add_camera_messages(outbox, self._outputs.cameras[frame.camera], result, hdr, K,
+                                self._palette, settings.motion_threshold,
+                                settings.pointcloud_stride, frame.info)
+            outbox.publish()
             done = time.monotonic()
             self._stats.record_frame(done, done - frame.received_s)
 
