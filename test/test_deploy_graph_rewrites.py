@@ -1,4 +1,5 @@
-"""A softmax over an inner axis and squares are written out as the same maths; the export applies it."""
+"""A softmax over an inner axis, squares, matrix-vector products and few-channel bilinear upsamplings
+(with the class ArgMax over one) are written out as the same maths; the export applies them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, shape_inference
 
-from unified_perception.deploy.graph_rewrites import (decompose_inner_softmax, matvec_as_matmul,
-                                                      rewrite_for_speed, square_pow_as_mul)
+import torch
+import torch.nn.functional as F
+
+from unified_perception.deploy.graph_rewrites import (decompose_inner_softmax,
+                                                      linear_upsampling_matrix, matvec_as_matmul,
+                                                      rewrite_for_speed, small_resize_as_matmul,
+                                                      square_pow_as_mul,
+                                                      upsampled_argmax_channels_last)
 
 
 def _two_softmaxes(opset: int) -> onnx.ModelProto:
@@ -86,6 +93,72 @@ def test_a_matrix_vector_product_becomes_a_matrix_product_and_a_squeeze() -> Non
     np.testing.assert_array_equal(after[1], before[1])
 
 
+def test_the_interpolation_matrix_is_torch_bilinear_upsampling() -> None:
+    x = np.random.default_rng(3).standard_normal((5, 7)).astype(np.float32)
+    for fh, fw in ((2, 2), (4, 4), (3, 10), (1, 4)):
+        expected = F.interpolate(torch.from_numpy(x)[None, None], scale_factor=(float(fh), float(fw)),
+                                 mode="bilinear", align_corners=False)[0, 0].numpy()
+        separable = linear_upsampling_matrix(5, fh) @ x @ linear_upsampling_matrix(7, fw).T
+        np.testing.assert_allclose(separable, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(linear_upsampling_matrix(6, 4).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def _resizes(channels: tuple[int, ...], factors: tuple[float, float], mode: str = "linear",
+             argmax_keepdims: int | None = None) -> onnx.ModelProto:
+    """One Resize per entry of ``channels`` of an input ``[N, c, 3, 5]`` (N open); with
+    ``argmax_keepdims`` an ArgMax over the channels of the first one's output is the output."""
+    fh, fw = factors
+    scales = onnx.numpy_helper.from_array(np.array([1.0, 1.0, fh, fw], np.float32), "scales")
+    inputs, outputs, nodes = [], [], []
+    for i, c in enumerate(channels):
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, ["N", c, 3, 5]))
+        nodes.append(helper.make_node("Resize", [f"x{i}", "", "scales"], [f"y{i}"], mode=mode,
+                                      coordinate_transformation_mode="half_pixel", name=f"resize{i}"))
+        if i == 0 and argmax_keepdims is not None:
+            nodes.append(helper.make_node("ArgMax", ["y0"], ["ids"], axis=1, keepdims=argmax_keepdims,
+                                          name="argmax"))
+            ids_shape = ["N", 1, "H", "W"] if argmax_keepdims else ["N", "H", "W"]
+            outputs.append(helper.make_tensor_value_info("ids", TensorProto.INT64, ids_shape))
+        else:
+            outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, ["N", c, "H", "W"]))
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, initializer=[scales]),
+                             opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_few_channel_bilinear_upsamplings_become_two_matmuls_with_the_same_values() -> None:
+    rng = np.random.default_rng(4)
+    proto = _resizes((1, 3, 40), (4.0, 4.0))
+    feeds = {f"x{i}": rng.standard_normal((2, c, 3, 5)).astype(np.float32) for i, c in enumerate((1, 3, 40))}
+    before = _run(proto, feeds)
+    assert small_resize_as_matmul(proto, max_channels=24) == 2
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.name for n in proto.graph.node if n.op_type == "Resize"] == ["resize2"], "40 channels stay"
+    after = _run(proto, feeds)
+    for a, b in zip(after, before):
+        assert a.shape == b.shape == (2, a.shape[1], 12, 20)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    nearest = _resizes((1,), (2.0, 2.0), mode="nearest")
+    fractional = _resizes((1,), (1.5, 2.0))
+    assert small_resize_as_matmul(nearest) == 0 and small_resize_as_matmul(fractional) == 0
+
+
+def test_the_argmax_over_upsampled_logits_is_taken_channels_last_with_the_same_ids() -> None:
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((2, 19, 3, 5)).astype(np.float32)
+    logits[:, 7] = logits[:, 3]             # exact ties: the first index wins, as before
+    for keepdims in (0, 1):
+        proto = _resizes((19,), (4.0, 4.0), argmax_keepdims=keepdims)
+        before = _run(proto, {"x0": logits})[0]
+        assert upsampled_argmax_channels_last(proto) == 1
+        onnx.checker.check_model(proto, full_check=True)
+        ops = [n.op_type for n in proto.graph.node]
+        assert "Resize" not in ops and ops.count("ArgMax") == 1
+        after = _run(proto, {"x0": logits})[0]
+        assert after.shape == before.shape
+        np.testing.assert_array_equal(after, before)
+        assert not (after == 7).any()
+
+
 def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: Path) -> None:
     graph = shape_inference.infer_shapes(onnx.load(str(tiny_model_path))).graph
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph.value_info}
@@ -98,3 +171,8 @@ def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: P
     initializers = {i.name: i for i in graph.initializer}
     assert not [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in initializers
                 and len(initializers[n.input[1]].dims) == 1], "matrix-vector products should be rewritten"
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
+    few_channel = [n.name for n in graph.node if n.op_type == "Resize" and n.input[0] in shapes
+                   and 0 < shapes[n.input[0]][1] <= 24
+                   and {a.name: a.s for a in n.attribute}.get("mode") == b"linear"]
+    assert few_channel == [], "few-channel bilinear upsamplings should be MatMuls"

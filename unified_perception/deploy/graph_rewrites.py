@@ -14,6 +14,20 @@ element; ``Mul(x, x)`` is the same correctly rounded square, bit for bit, severa
 ``MatMul(A, v)`` with a constant vector ``v [C]`` (the grouping's "is this class a thing" lookup,
 ``[N, H*W, C] @ [C]``) takes a matrix-vector path in ONNX Runtime's CPU kernel that was 28x slower
 than ``MatMul(A, v[:, None])`` followed by ``Squeeze(-1)``: the same dot products.
+
+Bilinear ``Resize`` (half-pixel centres, integer factors) of a tensor with few channels (the motion
+mask's 1, the scene flow's 3, the semantic logits' 19 at the full-resolution ends of the heads) runs
+in ONNX Runtime's blocked layout, whose blocks of 16 channels make a 1-channel upsampling cost as
+much as a 16-channel one, followed by a reorder of the full-size result. Bilinear interpolation is
+separable and linear: ``Y = A_h @ X @ A_w^T`` with constant ``[H, h]`` and ``[W, w]`` interpolation
+matrices (two rows of weights per output, edges clamped as in ``Resize``) is the same sum of the
+same two products per axis, in the plain layout, on the channels that exist.
+
+``ArgMax`` over the channels of such an upsampling (the semantic class ids from the upsampled
+logits) reads ``[N, C, H, W]`` with a stride of ``H * W`` between the values it compares: 0.36 ms
+at 96x320 for 19 classes. The same interpolation written channels-last (transpose the small
+``[N, C, h, w]`` input, then the two MatMuls) puts the classes next to each other, and ``ArgMax``
+over the last axis took 0.12 ms. Same values, same first-index tie rule.
 """
 
 from __future__ import annotations
@@ -148,6 +162,170 @@ def matvec_as_matmul(proto: onnx.ModelProto) -> int:
     return replaced
 
 
+def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Tensor name -> shape from ONNX shape inference; None for a dimension it leaves open (the
+    batch). Tensors of unknown rank are absent."""
+    graph = shape_inference.infer_shapes(proto).graph
+    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
+                          for d in v.type.tensor_type.shape.dim)
+            for v in [*graph.value_info, *graph.input, *graph.output]
+            if v.type.tensor_type.HasField("shape")}
+
+
+def linear_upsampling_matrix(size_in: int, factor: int) -> np.ndarray:
+    """``[size_in * factor, size_in]`` float32: row ``i`` holds the weights of bilinear ``Resize``
+    (``half_pixel`` / ``pytorch_half_pixel`` centres, the same as torch's ``align_corners=False``)
+    for output ``i``: source ``(i + 0.5) / factor - 0.5`` clamped to ``[0, size_in - 1]``."""
+    out = np.arange(size_in * factor, dtype=np.float64)
+    src = np.clip((out + 0.5) / factor - 0.5, 0.0, size_in - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, size_in - 1)
+    frac = src - lo
+    matrix = np.zeros((out.size, size_in), dtype=np.float64)
+    np.add.at(matrix, (np.arange(out.size), lo), 1.0 - frac)
+    np.add.at(matrix, (np.arange(out.size), hi), frac)
+    return matrix.astype(np.float32)
+
+
+SEPARABLE_RESIZE_MAX_CHANNELS = 24
+"""Bilinear upsamplings of at most this many channels become two MatMuls
+(:func:`small_resize_as_matmul`); wider ones stay a blocked-layout Resize."""
+
+_HALF_PIXEL = {b"half_pixel", b"pytorch_half_pixel"}
+
+
+def _integer_upsampling(graph: onnx.GraphProto, node: onnx.NodeProto,
+                        shape: tuple[int | None, ...]) -> tuple[int, int] | None:
+    """``(f_h, f_w)`` when ``node`` is a bilinear half-pixel Resize of the last two axes of a 4-D
+    input of ``shape`` (channels, height and width known) by integer factors >= 1 given as
+    constants; None otherwise."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if (attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0)
+            or attrs.get("coordinate_transformation_mode", b"half_pixel") not in _HALF_PIXEL
+            or "axes" in attrs or len(shape) != 4 or None in shape[1:]):
+        return None
+    scales = _constant_value(graph, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    sizes = _constant_value(graph, node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if scales is not None and scales.size == 4:
+        factors = scales.astype(np.float64)
+    elif sizes is not None and sizes.size == 4 and shape[0] is not None:
+        factors = sizes.astype(np.float64) / np.asarray(shape, np.float64)
+    else:
+        return None
+    if not (factors[:2] == 1.0).all() or (factors[2:] != np.round(factors[2:])).any() \
+            or (factors[2:] < 1.0).any():
+        return None
+    return int(factors[2]), int(factors[3])
+
+
+def small_resize_as_matmul(proto: onnx.ModelProto,
+                           max_channels: int = SEPARABLE_RESIZE_MAX_CHANNELS) -> int:
+    """Replace every bilinear integer-factor ``Resize`` of the main graph whose input
+    ``[N, C, h, w]`` (N may be open) has ``C <= max_channels`` by ``MatMul(A_h, MatMul(X, A_w^T))`` (see the module
+    docstring). Modifies ``proto`` in place; returns how many were replaced."""
+    graph = proto.graph
+    shapes = _shapes(proto)
+    nodes: list[onnx.NodeProto] = []
+    replaced = 0
+    for node in graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "Resize" and node.domain in ("", "ai.onnx") else None
+        factors = _integer_upsampling(graph, node, shape) if shape else None
+        if factors is None or shape[1] > max_channels or factors == (1, 1):
+            nodes.append(node)
+            continue
+        base = (node.name or node.output[0]) + "_separable"
+        rows = numpy_helper.from_array(linear_upsampling_matrix(shape[2], factors[0]), f"{base}/rows")
+        cols = numpy_helper.from_array(np.ascontiguousarray(linear_upsampling_matrix(shape[3], factors[1]).T),
+                                       f"{base}/columns")
+        graph.initializer.extend([rows, cols])
+        nodes += [helper.make_node("MatMul", [node.input[0], cols.name], [f"{base}/wide"], name=f"{base}/MatMul_w"),
+                  helper.make_node("MatMul", [rows.name, f"{base}/wide"], [node.output[0]], name=f"{base}/MatMul_h")]
+        replaced += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return replaced
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
+def _channel_argmax(node: onnx.NodeProto | None) -> bool:
+    """Whether ``node`` is an ArgMax over axis 1 of a 4-D tensor (first index on ties)."""
+    if node is None or node.op_type != "ArgMax" or node.domain not in ("", "ai.onnx"):
+        return False
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return attrs.get("axis", 0) in (1, -3) and not attrs.get("select_last_index", 0)
+
+
+def upsampled_argmax_channels_last(proto: onnx.ModelProto,
+                                   max_channels: int = SEPARABLE_RESIZE_MAX_CHANNELS) -> int:
+    """Replace every ``ArgMax(Resize(X), axis=1)`` of the main graph, where the Resize is one that
+    :func:`small_resize_as_matmul` takes and the ArgMax is its only reader, by the upsampling
+    written channels-last and an ArgMax over the last axis (see the module docstring). Modifies
+    ``proto`` in place; returns how many were replaced. Needs opset >= 13."""
+    if _default_opset(proto) < 13:
+        return 0
+    graph = proto.graph
+    shapes = _shapes(proto)
+    consumers = _consumers(graph)
+    outputs = {o.name for o in graph.output}
+    plans: dict[str, tuple[tuple[int, int], tuple[int | None, ...]]] = {}    # ArgMax name -> plan
+    resizes: dict[str, onnx.NodeProto] = {}
+    for node in graph.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "Resize" and node.domain in ("", "ai.onnx") else None
+        factors = _integer_upsampling(graph, node, shape) if shape else None
+        readers = consumers.get(node.output[0], [])
+        if (factors is None or shape[1] > max_channels or node.output[0] in outputs
+                or len(readers) != 1 or not _channel_argmax(readers[0])):
+            continue
+        plans[readers[0].name or readers[0].output[0]] = (factors, shape)
+        resizes[readers[0].name or readers[0].output[0]] = node
+    if not plans:
+        return 0
+    dropped = {id(r) for r in resizes.values()}
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if id(node) in dropped:
+            continue
+        key = node.name or node.output[0]
+        if key not in plans:
+            nodes.append(node)
+            continue
+        (fh, fw), (_, c, h, w) = plans[key]
+        resize = resizes[key]
+        big_h, big_w = h * fh, w * fw
+        keepdims = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("keepdims", 1)
+        base = key + "_channels_last"
+        rows = numpy_helper.from_array(linear_upsampling_matrix(h, fh), f"{base}/rows")
+        cols = numpy_helper.from_array(linear_upsampling_matrix(w, fw), f"{base}/columns")
+        flat = numpy_helper.from_array(np.array([0, h, big_w * c], np.int64), f"{base}/flat_shape")
+        full = numpy_helper.from_array(np.array([0, big_h, big_w, c], np.int64), f"{base}/full_shape")
+        graph.initializer.extend([rows, cols, flat, full])
+        out = node.output[0]
+        nodes += [
+            helper.make_node("Transpose", [resize.input[0]], [f"{base}/nhwc"], perm=[0, 2, 3, 1],
+                             name=f"{base}/Transpose"),
+            helper.make_node("MatMul", [cols.name, f"{base}/nhwc"], [f"{base}/wide"], name=f"{base}/MatMul_w"),
+            helper.make_node("Reshape", [f"{base}/wide", flat.name], [f"{base}/wide_flat"], name=f"{base}/Reshape_flat"),
+            helper.make_node("MatMul", [rows.name, f"{base}/wide_flat"], [f"{base}/tall_flat"], name=f"{base}/MatMul_h"),
+            helper.make_node("Reshape", [f"{base}/tall_flat", full.name], [f"{base}/logits"], name=f"{base}/Reshape_full"),
+            helper.make_node("ArgMax", [f"{base}/logits"], [out if not keepdims else f"{base}/ids"], axis=3,
+                             keepdims=0, name=f"{base}/ArgMax"),
+        ]
+        if keepdims:
+            axes = numpy_helper.from_array(np.array([1], np.int64), f"{base}/axes")
+            graph.initializer.append(axes)
+            nodes.append(helper.make_node("Unsqueeze", [f"{base}/ids", axes.name], [out], name=f"{base}/Unsqueeze"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(plans)
+
+
 def drop_unused_initializers(graph: onnx.GraphProto) -> int:
     """Remove initializers that no node reads and that are no graph output (left over by the
     rewrites; ONNX Runtime would warn about each one). Returns how many were removed."""
@@ -181,6 +359,8 @@ def restore_fp32_weights(proto: onnx.ModelProto) -> int:
 def rewrite_for_speed(proto: onnx.ModelProto) -> dict[str, int]:
     """Apply every rewrite of this module to ``proto`` in place; returns how many of each."""
     counts = {"inner_softmax": decompose_inner_softmax(proto), "square_pow": square_pow_as_mul(proto),
-              "matrix_vector": matvec_as_matmul(proto)}
+              "matrix_vector": matvec_as_matmul(proto),
+              "upsampled_argmax": upsampled_argmax_channels_last(proto),
+              "small_resize": small_resize_as_matmul(proto)}
     drop_unused_initializers(proto.graph)
     return counts
