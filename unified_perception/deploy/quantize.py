@@ -22,6 +22,10 @@ activations with a zero point (the u8s8 kernels ONNX Runtime's CPU provider is f
 the full 8 bits for the non-negative ReLU outputs); TensorRT rejects non-zero zero points, so this
 file is for CPUs only. Its metadata is the float model's plus ``quantization`` (target, format,
 types, calibration bag and frames).
+
+Last, the pose translation's scale is corrected against the float model on the calibration frames
+(``deploy.pose_correction``): quantized features shrink the predicted translation slightly and
+consistently, and odometry integrates it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 
 from unified_perception.contract import IMAGE, ContractError, MetadataKey
 from unified_perception.deploy.graph_rewrites import restore_fp32_weights, rewrite_for_speed
+from unified_perception.deploy.pose_correction import TranslationCorrection, correct_translation
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.eval.replay_settings import ReplayError
 from unified_perception.runtime.engine import check_session
@@ -104,6 +109,7 @@ class CalibrationSummary:
     frames: int
     undecodable: int
     target: str = "cpu"
+    translation: TranslationCorrection | None = None    # the pose translation's scale correction
 
 
 class BagCalibrationReader(CalibrationDataReader):
@@ -121,6 +127,7 @@ class BagCalibrationReader(CalibrationDataReader):
         self._limit = frames
         self.used = 0
         self.undecodable = 0
+        self.sequences: list[list[np.ndarray]] = [[]]   # the images fed, split where state restarted
         self._state = self._zero_state()
 
     def _zero_state(self) -> dict[str, np.ndarray]:
@@ -132,6 +139,8 @@ class BagCalibrationReader(CalibrationDataReader):
                 return image
             self.undecodable += 1
             self._state = self._zero_state()     # the node restarts pairs after a dropped frame
+            if self.sequences[-1]:
+                self.sequences.append([])
         return None
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -144,6 +153,7 @@ class BagCalibrationReader(CalibrationDataReader):
         outs = self._session.run([spec.out_name for spec in self._specs], feeds)
         self._state = {spec.in_name: value for spec, value in zip(self._specs, outs)}
         self.used += 1
+        self.sequences[-1].append(image)
         return feeds
 
 
@@ -212,8 +222,9 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
                 _quantize_static(source, staged, _Prepend(first, reader), proto, TARGETS[target])
         except ReplayError as err:
             raise QuantizeError(f"calibration bag: {err}") from None
+        correction = correct_translation(source, staged, reader.sequences)
         summary = CalibrationSummary(str(calibration_bag), bag.image_topic, reader.used,
-                                     reader.undecodable, target)
+                                     reader.undecodable, target, correction)
         quantized = onnx.load(str(staged))
         _write_metadata(quantized, proto, summary)
         onnx.save(quantized, str(staged))
@@ -268,7 +279,16 @@ def quantization_metadata(summary: CalibrationSummary) -> dict[str, object]:
             "calibration": {"method": "min-max", "bag": Path(summary.bag).name,
                             "image_topic": summary.image_topic, "frames": summary.frames,
                             "state": "the float32 model's state_out of the previous frame"},
+            "pose_translation_correction": _correction_metadata(summary.translation),
             "tool": f"onnxruntime.quantization {ort.__version__}"}
+
+
+def _correction_metadata(correction: TranslationCorrection | None) -> dict[str, object] | None:
+    if correction is None:
+        return None
+    return {"factor": round(correction.factor, 6), "applied": correction.applied,
+            "moving_pairs": correction.moving_pairs,
+            **({"reason": correction.reason} if correction.reason else {})}
 
 
 def _write_metadata(quantized: onnx.ModelProto, source: onnx.ModelProto,

@@ -50,4 +50,8 @@ def main(args: argparse.Namespace) -> int:
     skipped = f", {summary.undecodable} undecodable skipped" if summary.undecodable else ""
     print(f"{args.out}: INT8 QDQ for {summary.target}, calibrated on {summary.frames} frames of {summary.image_topic} "
           f"in {summary.bag}{skipped} ({time.perf_counter() - start:.0f} s)")
+    if (correction := summary.translation) is not None and correction.moving_pairs:
+        done = "applied" if correction.applied else f"not applied: {correction.reason}"
+        print(f"pose translation scale x{correction.factor:.4f} against the float model over "
+              f"{correction.moving_pairs} moving frame pairs ({done})")
     return 0
