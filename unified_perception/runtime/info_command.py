@@ -66,6 +66,7 @@ def describe(path: Path) -> str:
         "precision: " + (f"INT8 {meta.quantization.get('format', '')} for "
                          f"{meta.quantization.get('target', '?')} "
                          f"({json.dumps(meta.quantization.get('calibration', {}), sort_keys=True)})"
+                         + _correction_text(meta.quantization)
                          if meta.quantization else "float32 compute"),
         "training intrinsics [fx/W, fy/H, (cx+.5)/W, (cy+.5)/H]: "
         + ", ".join(f"{v:.4f}" for v in meta.intrinsics_normalized),
@@ -101,3 +102,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"unified-perception info: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _correction_text(quantization: dict) -> str:
+    """``; pose translation x<factor>`` when quantize corrected the INT8 pose translation scale."""
+    correction = quantization.get("pose_translation_correction") or {}
+    return f"; pose translation x{correction['factor']:.4f}" if correction.get("applied") else ""
