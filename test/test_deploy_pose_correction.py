@@ -1,6 +1,6 @@
 """The INT8 pose translation correction: estimated against the float model, written into the pose
-head's last convolution, rotation untouched; too little motion or an implausible factor leaves the
-file alone."""
+head's last convolution, rotation untouched; too little motion or an implausible factor is not
+applied."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from replay_helpers import SIZE, synth
-from unified_perception.deploy.pose_correction import (MIN_MOVING_PAIRS, correct_translation,
+from unified_perception.deploy.pose_correction import (MIN_MOVING_PAIRS, estimate_correction,
                                                        pose_head_output_conv, scale_translation_rows,
                                                        translations_m)
 from unified_perception.deploy.quantize import model_frames
@@ -69,20 +69,21 @@ def test_a_shrunk_translation_is_estimated_and_corrected_back_to_the_float_model
     reference = translations_m(tiny_model_path, sequences)
     assert reference.size == sum(len(s) - 1 for s in sequences) >= MIN_MOVING_PAIRS
     shrunk = _scaled_copy(tiny_model_path, 0.98, tmp_path / "shrunk.onnx")
-    correction = correct_translation(tiny_model_path, shrunk, sequences)
+    correction = estimate_correction(tiny_model_path, shrunk, sequences)
     assert correction.applied, correction
     assert correction.factor == pytest.approx(1 / 0.98, rel=1e-4)
-    np.testing.assert_allclose(translations_m(shrunk, sequences), reference, rtol=1e-4, atol=1e-7)
+    corrected = _scaled_copy(shrunk, correction.factor, tmp_path / "corrected.onnx")
+    np.testing.assert_allclose(translations_m(corrected, sequences), reference, rtol=1e-4, atol=1e-7)
 
 
-def test_too_little_motion_or_an_implausible_factor_leaves_the_model_alone(
+def test_too_little_motion_or_an_implausible_factor_is_not_applied_and_nothing_is_written(
         tiny_model_path: Path, sequences: list[list[np.ndarray]], tmp_path: Path) -> None:
     copy = tmp_path / "copy.onnx"
     shutil.copy(tiny_model_path, copy)
-    few = correct_translation(tiny_model_path, copy, [sequences[0][:3]])
+    few = estimate_correction(tiny_model_path, copy, [sequences[0][:3]])
     assert not few.applied and "fewer than" in few.reason
     far = _scaled_copy(tiny_model_path, 0.8, tmp_path / "far.onnx")
     bytes_before = far.read_bytes()
-    implausible = correct_translation(tiny_model_path, far, sequences)
+    implausible = estimate_correction(tiny_model_path, far, sequences)
     assert not implausible.applied and implausible.factor == pytest.approx(1.25, rel=1e-3)
     assert far.read_bytes() == bytes_before

@@ -43,12 +43,19 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Tensor name -> shape from ONNX shape inference; None for a dimension it leaves open (the
+    batch). Tensors of unknown rank are absent."""
+    graph = shape_inference.infer_shapes(proto).graph
+    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
+                          for d in v.type.tensor_type.shape.dim)
+            for v in [*graph.value_info, *graph.input, *graph.output]
+            if v.type.tensor_type.HasField("shape")}
+
+
 def _ranks(proto: onnx.ModelProto) -> dict[str, int]:
     """Tensor name -> rank, from ONNX shape inference (tensors of unknown rank are absent)."""
-    graph = shape_inference.infer_shapes(proto).graph
-    values = [*graph.value_info, *graph.input, *graph.output]
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in values
-            if v.type.tensor_type.HasField("shape")}
+    return {name: len(shape) for name, shape in _shapes(proto).items()}
 
 
 def _softmax_axis(node: onnx.NodeProto) -> int:
@@ -162,16 +169,6 @@ def matvec_as_matmul(proto: onnx.ModelProto) -> int:
     return replaced
 
 
-def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
-    """Tensor name -> shape from ONNX shape inference; None for a dimension it leaves open (the
-    batch). Tensors of unknown rank are absent."""
-    graph = shape_inference.infer_shapes(proto).graph
-    return {v.name: tuple(d.dim_value if d.HasField("dim_value") else None
-                          for d in v.type.tensor_type.shape.dim)
-            for v in [*graph.value_info, *graph.input, *graph.output]
-            if v.type.tensor_type.HasField("shape")}
-
-
 def linear_upsampling_matrix(size_in: int, factor: int) -> np.ndarray:
     """``[size_in * factor, size_in]`` float32: row ``i`` holds the weights of bilinear ``Resize``
     (``half_pixel`` / ``pytorch_half_pixel`` centres, the same as torch's ``align_corners=False``)
@@ -218,6 +215,21 @@ def _integer_upsampling(graph: onnx.GraphProto, node: onnx.NodeProto,
     return int(factors[2]), int(factors[3])
 
 
+def _separable_upsampling(graph: onnx.GraphProto, node: onnx.NodeProto,
+                          shapes: dict[str, tuple[int | None, ...]], max_channels: int
+                          ) -> tuple[tuple[int, int], tuple[int | None, ...]] | None:
+    """``((f_h, f_w), input shape)`` when ``node`` is a Resize that the separable rewrites take: a
+    bilinear integer-factor upsampling (:func:`_integer_upsampling`, not by 1x1) of at most
+    ``max_channels`` channels; None otherwise."""
+    if node.op_type != "Resize" or node.domain not in ("", "ai.onnx"):
+        return None
+    shape = shapes.get(node.input[0])
+    factors = _integer_upsampling(graph, node, shape) if shape else None
+    if factors is None or shape[1] > max_channels or factors == (1, 1):
+        return None
+    return factors, shape
+
+
 def small_resize_as_matmul(proto: onnx.ModelProto,
                            max_channels: int = SEPARABLE_RESIZE_MAX_CHANNELS) -> int:
     """Replace every bilinear integer-factor ``Resize`` of the main graph whose input
@@ -228,11 +240,11 @@ def small_resize_as_matmul(proto: onnx.ModelProto,
     nodes: list[onnx.NodeProto] = []
     replaced = 0
     for node in graph.node:
-        shape = shapes.get(node.input[0]) if node.op_type == "Resize" and node.domain in ("", "ai.onnx") else None
-        factors = _integer_upsampling(graph, node, shape) if shape else None
-        if factors is None or shape[1] > max_channels or factors == (1, 1):
+        plan = _separable_upsampling(graph, node, shapes, max_channels)
+        if plan is None:
             nodes.append(node)
             continue
+        factors, shape = plan
         base = (node.name or node.output[0]) + "_separable"
         rows = numpy_helper.from_array(linear_upsampling_matrix(shape[2], factors[0]), f"{base}/rows")
         cols = numpy_helper.from_array(np.ascontiguousarray(linear_upsampling_matrix(shape[3], factors[1]).T),
@@ -274,20 +286,17 @@ def upsampled_argmax_channels_last(proto: onnx.ModelProto,
     shapes = _shapes(proto)
     consumers = _consumers(graph)
     outputs = {o.name for o in graph.output}
-    plans: dict[str, tuple[tuple[int, int], tuple[int | None, ...]]] = {}    # ArgMax name -> plan
-    resizes: dict[str, onnx.NodeProto] = {}
-    for node in graph.node:
-        shape = shapes.get(node.input[0]) if node.op_type == "Resize" and node.domain in ("", "ai.onnx") else None
-        factors = _integer_upsampling(graph, node, shape) if shape else None
-        readers = consumers.get(node.output[0], [])
-        if (factors is None or shape[1] > max_channels or node.output[0] in outputs
-                or len(readers) != 1 or not _channel_argmax(readers[0])):
+    plans: dict[str, tuple[onnx.NodeProto, tuple[int, int], tuple[int | None, ...]]] = {}
+    for node in graph.node:     # ArgMax name -> (its Resize, factors, the Resize's input shape)
+        plan = _separable_upsampling(graph, node, shapes, max_channels)
+        readers = consumers.get(node.output[0], []) if plan else []
+        if (plan is None or node.output[0] in outputs or len(readers) != 1
+                or not _channel_argmax(readers[0])):
             continue
-        plans[readers[0].name or readers[0].output[0]] = (factors, shape)
-        resizes[readers[0].name or readers[0].output[0]] = node
+        plans[readers[0].name or readers[0].output[0]] = (node, *plan)
     if not plans:
         return 0
-    dropped = {id(r) for r in resizes.values()}
+    dropped = {id(resize) for resize, _, _ in plans.values()}
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         if id(node) in dropped:
@@ -296,8 +305,7 @@ def upsampled_argmax_channels_last(proto: onnx.ModelProto,
         if key not in plans:
             nodes.append(node)
             continue
-        (fh, fw), (_, c, h, w) = plans[key]
-        resize = resizes[key]
+        resize, (fh, fw), (_, c, h, w) = plans[key]
         big_h, big_w = h * fh, w * fw
         keepdims = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("keepdims", 1)
         base = key + "_channels_last"

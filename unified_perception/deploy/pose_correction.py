@@ -1,4 +1,5 @@
-"""Post-quantization correction of the pose decoder's translation scale (:func:`correct_translation`).
+"""Post-quantization correction of the pose decoder's translation scale (:func:`estimate_correction`,
+applied with :func:`scale_translation_rows`).
 
 The pose decoder stays float in an INT8 model, but the features it reads carry the encoder's
 quantization error, and that error shrinks the predicted frame-to-frame translation a little and
@@ -44,12 +45,12 @@ not quantization noise)."""
 
 @dataclass(frozen=True)
 class TranslationCorrection:
-    """The factor applied to the INT8 model's translation and what it was estimated from."""
+    """The factor for the INT8 model's translation and what it was estimated from."""
 
     factor: float               # float / INT8 summed translation length over the moving pairs
     moving_pairs: int
-    applied: bool
-    reason: str = ""            # why it was not applied ("" when it was)
+    applied: bool               # whether the factor is to be (and, by quantize, is) applied
+    reason: str = ""            # why it is not applied ("" when it is)
 
 
 def translations_m(model: str | Path, sequences: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
@@ -109,10 +110,11 @@ def scale_translation_rows(proto: onnx.ModelProto, factor: float) -> str:
     return conv.name
 
 
-def correct_translation(float_model: Path, int8_model: Path,
+def estimate_correction(float_model: Path, int8_model: Path,
                         sequences: Sequence[Sequence[np.ndarray]]) -> TranslationCorrection:
-    """Estimate the INT8 model's translation scale against the float model's on ``sequences`` and,
-    when there is enough motion and the factor is plausible, write it into ``int8_model``."""
+    """The INT8 model's translation scale against the float model's on ``sequences``; ``applied``
+    when there is enough motion and the factor is plausible. Writes nothing: the caller applies it
+    with :func:`scale_translation_rows`."""
     reference = translations_m(float_model, sequences)
     if reference.size == 0:
         return TranslationCorrection(1.0, 0, False, "the model predicts no ego-motion")
@@ -125,7 +127,4 @@ def correct_translation(float_model: Path, int8_model: Path,
     if abs(factor - 1.0) > MAX_CORRECTION:
         return TranslationCorrection(factor, int(moving.sum()), False,
                                      f"factor {factor:.3f} is further than {MAX_CORRECTION:.0%} from 1")
-    proto = onnx.load(str(int8_model))
-    scale_translation_rows(proto, factor)
-    onnx.save(proto, str(int8_model))
     return TranslationCorrection(factor, int(moving.sum()), True)

@@ -47,7 +47,8 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 
 from unified_perception.contract import IMAGE, ContractError, MetadataKey
 from unified_perception.deploy.graph_rewrites import restore_fp32_weights, rewrite_for_speed
-from unified_perception.deploy.pose_correction import TranslationCorrection, correct_translation
+from unified_perception.deploy.pose_correction import (TranslationCorrection, estimate_correction,
+                                                       scale_translation_rows)
 from unified_perception.eval.replay_input import InputBag
 from unified_perception.eval.replay_settings import ReplayError
 from unified_perception.runtime.engine import check_session
@@ -222,10 +223,12 @@ def quantize_model(model: Path, calibration_bag: Path, out: Path, *, frames: int
                 _quantize_static(source, staged, _Prepend(first, reader), proto, TARGETS[target])
         except ReplayError as err:
             raise QuantizeError(f"calibration bag: {err}") from None
-        correction = correct_translation(source, staged, reader.sequences)
+        correction = estimate_correction(source, staged, reader.sequences)
         summary = CalibrationSummary(str(calibration_bag), bag.image_topic, reader.used,
                                      reader.undecodable, target, correction)
         quantized = onnx.load(str(staged))
+        if correction.applied:
+            scale_translation_rows(quantized, correction.factor)
         _write_metadata(quantized, proto, summary)
         onnx.save(quantized, str(staged))
         _check_model_runs(staged)

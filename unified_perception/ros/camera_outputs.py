@@ -1,9 +1,9 @@
 """Per-camera outputs of one inference result: images, the output CameraInfo and the flow cloud.
 
 Each topic is built only when someone listens, into the frame's :class:`ros.publishers.Outbox`
-(published in one burst once everything is built). Two-frame outputs (motion mask, scene flow) only exist when the result's frame
-pair is valid. Everything is at the model's output size, with the
-camera's intrinsics scaled to it (:func:`runtime.camera_info.output_intrinsics`).
+(published in one burst once everything is built). Two-frame outputs (motion mask, scene flow)
+only exist when the result's frame pair is valid. Everything is at the model's output size, with
+the camera's intrinsics scaled to it (:func:`runtime.camera_info.output_intrinsics`).
 """
 
 from __future__ import annotations
