@@ -17,8 +17,10 @@ from test_architecture import _violations
 from unified_perception.cli import main as cli_main
 from unified_perception.contract import MetadataKey
 from unified_perception.deploy.agreement import compare_models, rotation_angle_deg
-from unified_perception.deploy.quantize import ENCODER_STEM_SCOPES, kept_float_nodes, model_frames
+from unified_perception.deploy.quantize import (DEPTH_PREDICT_SCOPES, ENCODER_STEM_SCOPES, kept_float_nodes,
+                                               model_frames)
 from unified_perception.eval.replay_input import InputBag
+from unified_perception.runtime import int8_saturation
 from unified_perception.runtime.engine import (DISABLED_OPTIMIZERS, CameraFrame, EngineConfig,
                                                InferenceEngine)
 from unified_perception.train.export_fp16 import store_weights_fp16
@@ -75,7 +77,8 @@ def test_info_says_which_precision_a_model_computes_in(quantized: Path, tiny_mod
     assert "precision: float32 compute" in capsys.readouterr().out
 
 
-def test_convolutions_run_in_int8_and_the_pose_decoder_and_encoder_stem_stay_float(quantized: Path) -> None:
+def test_convolutions_run_in_int8_and_the_pose_decoder_encoder_stem_and_depth_bins_stay_float(
+        quantized: Path) -> None:
     graph = onnx.load(str(quantized)).graph
     weights = {i.name: i for i in graph.initializer}
     int8_weights = [w for w in weights.values() if w.data_type == onnx.TensorProto.INT8]
@@ -105,6 +108,13 @@ def test_convolutions_run_in_int8_and_the_pose_decoder_and_encoder_stem_stay_flo
                 and n.input[0].startswith("/model/normalize/")], "the normalised image stays float"
     layer1 = [n for n in convs if n.output[0].startswith("/model/encoder/layer1/")]
     assert layer1 and all(n.input[1] in dequantized for n in layer1)
+    # The depth bins' logits stay float (7-bit weights there cost depth accuracy); the rest of
+    # the depth decoder is int8.
+    predict = set(kept_float_nodes(graph, DEPTH_PREDICT_SCOPES))
+    predict_convs = [n for n in convs if n.name in predict]
+    assert predict_convs and not any(n.input[1] in dequantized for n in predict_convs)
+    depth = set(kept_float_nodes(graph, ("/model/depth/",))) - predict
+    assert any(n.input[1] in dequantized for n in convs if n.name in depth)
 
 
 @pytest.mark.parametrize("disabled", [(), DISABLED_OPTIMIZERS])
@@ -182,7 +192,39 @@ def test_the_cpu_target_has_uint8_activations_and_the_tensorrt_target_symmetric_
     assert trt and all(z.dtype == np.int8 and not z.any() for z in trt), "TensorRT needs zero points 0"
     engine = InferenceEngine(EngineConfig(str(out), providers=("cpu",), warmup_runs=0))
     assert engine.metadata.quantization["target"] == "tensorrt"
+    assert engine.metadata.quantization["weight_bits"] == 8
     engine.close()
+    assert max(np.abs(w.astype(int)).max() for w in _int8_conv_weights(out)) == 127
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def _int8_conv_weights(path: Path) -> list[np.ndarray]:
+    """The int8 convolution weights ``[out, in, kh, kw]`` stored in a QDQ file."""
+    return [onnx.numpy_helper.to_array(init) for init in onnx.load(str(path)).graph.initializer
+            if init.data_type == onnx.TensorProto.INT8 and len(init.dims) == 4]
+
+
+def test_cpu_files_get_7_bit_weights_unless_8_are_asked_for(
+        quantized: Path, tiny_model_path: Path, bags: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """7-bit weights keep the u8s8 pair sums of x86 CPUs without VNNI inside int16; the engine
+    warns when a full-range file runs on such a CPU."""
+    weights = _int8_conv_weights(quantized)
+    assert weights and max(np.abs(w.astype(int)).max() for w in weights) == 64
+    assert json.loads(_metadata(quantized)[MetadataKey.QUANTIZATION.value])["weight_bits"] == 7
+    full = tmp_path / "tiny_w8.onnx"
+    assert cli_main(["quantize", str(tiny_model_path), "--calibration", str(bags[0]), "--out", str(full),
+                     "--frames", "3", "--weight-bits", "8"]) == 0
+    assert max(np.abs(w.astype(int)).max() for w in _int8_conv_weights(full)) == 127
+    assert json.loads(_metadata(full)[MetadataKey.QUANTIZATION.value])["weight_bits"] == 8
+    monkeypatch.setattr(int8_saturation, "x86_without_vnni", lambda *_: True)    # an AVX2 CPU
+    for path, warns in ((quantized, False), (full, True)):
+        lines: list[str] = []
+        InferenceEngine(EngineConfig(str(path), providers=("cpu",), warmup_runs=0), log=lines.append).close()
+        assert any("--weight-bits 7" in line for line in lines) == warns, lines
 
 
 def _run_quantize(capsys: pytest.CaptureFixture, model: Path, bag: Path, out: Path, *extra: str

@@ -28,11 +28,12 @@ import onnxruntime as ort
 from unified_perception import contract
 from unified_perception.contract import ContractError, ModelMetadata, TensorInfo
 from unified_perception.runtime.device_state import DeviceStates
+from unified_perception.runtime.int8_saturation import saturation_warning
 from unified_perception.runtime.model_files import ModelLoadError, existing_model_file
 from unified_perception.runtime.preprocess import batch_images, check_rgb
 from unified_perception.runtime.providers import (
-    DEFAULT_TRT_CACHE_DIR, DISPLAY_NAMES, GPU_PROVIDERS, PROVIDERS, SHORT_NAMES, TENSORRT, ProviderChoice,
-    explain_fallback, select_providers)
+    CPU, DEFAULT_TRT_CACHE_DIR, DISPLAY_NAMES, GPU_PROVIDERS, PROVIDERS, SHORT_NAMES, TENSORRT,
+    ProviderChoice, explain_fallback, select_providers)
 from unified_perception.runtime.state import HostStates, StateSpec, reset_reason, state_specs
 from unified_perception.runtime.stats import BatchStats
 
@@ -151,6 +152,8 @@ class InferenceEngine:
         self._log(f"unified_perception: running {self.model_path.name} on "
                   f"{DISPLAY_NAMES.get(self.active_provider, self.active_provider)}: "
                   f"{self.provider_reason}")
+        if self.active_provider == CPU and (warning := saturation_warning(self.metadata.quantization)):
+            self._log(f"unified_perception: warning: {warning}")
         self._warm_up(config.warmup_runs, config.warmup_batch)
 
     # ------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from unified_perception.contract import (STATE_IN_PREFIX, STATE_OUT_PREFIX, ContractError,
                                          ModelMetadata, TensorInfo, normalize_dtype)
+from unified_perception.runtime.int8_saturation import saturation_warning
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,10 +65,12 @@ def describe(path: Path) -> str:
         f"steering units: {meta.steering_units}",
         f"depth range: [{meta.depth_min_m}, {meta.depth_max_m}] m",
         "precision: " + (f"INT8 {meta.quantization.get('format', '')} for "
-                         f"{meta.quantization.get('target', '?')} "
+                         f"{meta.quantization.get('target', '?')}, "
+                         f"{meta.quantization.get('weight_bits', 8)}-bit weights "
                          f"({json.dumps(meta.quantization.get('calibration', {}), sort_keys=True)})"
                          + _correction_text(meta.quantization)
                          if meta.quantization else "float32 compute"),
+        *([f"warning: {warning}"] if (warning := saturation_warning(meta.quantization)) else []),
         "training intrinsics [fx/W, fy/H, (cx+.5)/W, (cy+.5)/H]: "
         + ", ".join(f"{v:.4f}" for v in meta.intrinsics_normalized),
     ]
