@@ -360,9 +360,9 @@ class Trainer:
             if res.score < self.best:
                 self.best = res.score
                 self.save(BEST)
-            self._log(f"step {self.step}: validation score {res.score:.3f} (error / baseline; "
-                      f"best {self.best:.3f}) " + ", ".join(f"{k} {v:.2f}"
-                                                          for k, v in res.relative.items()))
+            self._log(f"step {self.step}: validation score {res.score:.3f} (geometric mean of error / "
+                      f"baseline; best {self.best:.3f}) " + ", ".join(f"{k} {v:.2f}"
+                                                                     for k, v in res.relative.items()))
         barrier(self.ctx)
         return result
 
