@@ -7,7 +7,10 @@ publishes all of them). Latency = the last output of that frame received by the 
 moment the probe published the frame (both wall clock, one machine): camera message in -> last
 output out, transport both ways included.
 
-Breakdown (in-process, the node's own functions on the same frame): decode
+Inside the node: its ``/diagnostics`` give the p50 of receipt -> published and of each stage of
+it (queue, decode, inference, messages, publish), measured in the running node.
+
+Breakdown (in-process, warm: the node's own functions on the same frame, in a loop): decode
 (``runtime.image_codec``), resize (``runtime.preprocess``), the session call, building every
 per-camera message (``ros.builders`` + colouring), the scene-flow point cloud, and publishing the
 built messages with rclpy to a subscriber in another node.
@@ -109,15 +112,18 @@ class OutputProbe:
                 with self._lock:
                     self.node_report = {kv.key: kv.value for kv in status.values}
 
-    def node_latency_ms(self, frames: int, timeout_s: float = 10.0) -> float | None:
-        """The node's own p50 latency (camera message received -> last output published, its
-        clock; ``/diagnostics``) once it reports at least ``frames`` processed frames."""
+    def node_latency_ms(self, frames: int, timeout_s: float = 10.0) -> dict[str, float] | None:
+        """The node's own p50 latency (``latency``: camera message received -> last output
+        published, its clock) and the p50 of each of its stages (``queue``, ``decode``,
+        ``inference``, ``messages``, ``publish``), from ``/diagnostics`` once it reports at least
+        ``frames`` processed frames; None if it does not within ``timeout_s``."""
         end = time.time() + timeout_s
         while time.time() < end:
             with self._lock:
                 report = dict(self.node_report)
             if int(report.get("frames_processed", 0)) >= frames:
-                return float(report["latency_p50_ms"])
+                return {key.removesuffix("_p50_ms"): float(value) for key, value in report.items()
+                        if key.endswith("_p50_ms")}
             time.sleep(0.1)
         return None
 
@@ -209,12 +215,12 @@ class RunningNode:
 
 
 def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMERA_HW
-                    ) -> tuple[np.ndarray, np.ndarray, float | None]:
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, float] | None]:
     """``frames`` end-to-end latencies of the node and as many bare ``InferenceEngine.infer``
     calls on the same camera image (resize included, state carried), interleaved frame by frame
-    so that both see the same machine load, and the node's own p50 latency over those frames and
-    the warm-up ones (receipt -> published, from its ``/diagnostics``; None if it did not report).
-    ms."""
+    so that both see the same machine load, and the node's own p50 latency and stage p50s over
+    those frames and the warm-up ones (``latency`` = receipt -> published, ``inference``, ...:
+    from its ``/diagnostics``; None if it did not report). ms."""
     engine = cpu_engine(model)
     rgb = decode_any_rgb(camera_message(camera_hw)[0])
     engine.infer([CameraFrame(CAMERA, rgb, 0.0)])
@@ -307,7 +313,7 @@ def main() -> int:
         e2e, bare, own = node_vs_bare_ms(model, args.frames)
         print(f"node end to end p50 {np.median(e2e):.1f} ms ({len(e2e)} frames), bare engine p50 "
               f"{np.median(bare):.1f} ms, ratio {np.median(e2e) / np.median(bare):.2f}; the node's "
-              f"own receipt -> published p50 {own} ms")
+              f"own p50s (ms, its /diagnostics): {own}")
         print(node_breakdown_ms(model, args.frames))
     return 0
 

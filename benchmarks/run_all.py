@@ -196,7 +196,8 @@ def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
                                      vehicle_outputs)
 
     model = export_bench_model(*parse_size(size), work)
-    node_ms, bare_ms, node_own_ms = node_vs_bare_ms(model, effort.node_frames)
+    node_ms, bare_ms, node_own = node_vs_bare_ms(model, effort.node_frames)
+    node_own_ms = None if node_own is None else node_own.get("latency")
     steps = node_breakdown_ms(model, max(5, effort.node_frames))
     section = f"node end to end vs bare engine, {size} model, 720x1280 rgb8 frames"
     outputs = len(per_camera_outputs()) + len(vehicle_outputs())
@@ -213,7 +214,10 @@ def node_section(size: str, work: Path, effort: Effort) -> list[Row]:
                 loopback, "ms", None if loopback is None else ratio(loopback, bare),
                 f"ratio = loopback / bare (the frame's and the outputs' transport included); "
                 f"{len(node_ms)} of {effort.node_frames} frames complete")]
-    rows += [Row(section, f"in-process: {name}", value, "ms") for name, value in steps.items()]
+    rows += [Row(section, f"in the node: {stage}", round(value, 2), "ms", None,
+                 "p50 on its /diagnostics" + (", resize + session + outputs" if stage == "inference" else ""))
+             for stage, value in (node_own or {}).items() if stage != "latency"]
+    rows += [Row(section, f"in-process, warm: {name}", value, "ms") for name, value in steps.items()]
     return rows
 
 

@@ -34,6 +34,7 @@ from unified_perception.contract import ModelMetadata
 from unified_perception.ros.node import NODE_NAME, PerceptionNode, autostart
 from unified_perception.runtime.image_codec import decode_array
 from unified_perception.runtime.preprocess import scale_intrinsics
+from unified_perception.runtime.stats import FRAME_STAGES
 
 CAMERA = "front"
 OPTICAL_FRAME = "front_camera_optical_frame"
@@ -318,6 +319,11 @@ def test_bad_frames_are_counted_in_diagnostics_and_produce_no_outputs(harness: H
     assert values["active_provider"] == "cpu" and values["model_path"].endswith(".onnx")
     for key in ("rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"):
         assert float(values[key]) >= 0
+    # Where the latency goes: each stage is a part of every frame's latency, so its p50 is at
+    # most the latency's; the engine call is never free.
+    stages = {stage: float(values[f"{stage}_p50_ms"]) for stage in FRAME_STAGES}
+    assert all(0 <= ms <= float(values["latency_p50_ms"]) for ms in stages.values()), stages
+    assert stages["inference"] > 0
     for topic in STAMPED:
         for msg in bad:
             assert not rec.with_stamp(topic, msg.header.stamp), topic

@@ -141,6 +141,22 @@ def test_run_stats_report_rate_percentiles_and_counters() -> None:
     assert stats.snapshot().since_invalid_s is None
 
 
+def test_run_stats_report_the_median_of_each_stage_of_the_latency() -> None:
+    stats = RunStats(window=10)
+    stats.record_frame(0.0, 0.05)                       # a frame without stages counts all the same
+    assert stats.snapshot().stages_p50_ms == ()
+    for k in range(20):
+        stats.record_frame(0.05 * (k + 1), 0.050, {"queue": 0.001 * k, "inference": 0.040,
+                                                   "publish": 0.002})
+    stages = dict(stats.snapshot().stages_p50_ms)
+    assert list(stages) == ["queue", "inference", "publish"]          # in FRAME_STAGES order
+    assert stages["queue"] == pytest.approx(14.5) and stages["inference"] == pytest.approx(40.0)
+    with pytest.raises(ValueError, match="resize"):
+        stats.record_frame(2.0, 0.05, {"resize": 0.004})
+    stats.reset()
+    assert stats.snapshot().stages_p50_ms == ()
+
+
 def test_batch_stats_give_the_mean_over_the_window_and_the_largest_batch_since_start() -> None:
     batches = BatchStats(window=3)
     assert batches.snapshot() == BatchSnapshot(0, 0.0, 0, 0)

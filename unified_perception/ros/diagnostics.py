@@ -65,7 +65,8 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
     not finite (from such a frame until the next good one); WARN when no frame was processed for
     ``steering.stale_timeout_s`` (the steering watchdog holds), when frames were rejected or
     outputs were not finite in the last :data:`RECENT_INVALID_S`, or none was processed yet.
-    Rate (frames of all cameras per second), latency (receipt to published) and frames per
+    Rate (frames of all cameras per second), latency (receipt to published) with the p50 of each
+    of its stages (``<stage>_p50_ms``, :data:`runtime.stats.FRAME_STAGES`) and frames per
     inference call (the engine's batch sizes) are over the recent window; the largest batch and the
     call count are since configure."""
     batches = engine.batches.snapshot()
@@ -75,6 +76,7 @@ def diagnostics_message(node_name: str, settings: NodeSettings, engine: Inferenc
         "rate_hz_per_camera": f"{stats.rate_hz / max(len(settings.cameras), 1):.2f}",
         "latency_p50_ms": f"{stats.latency_p50_ms:.2f}",
         "latency_p95_ms": f"{stats.latency_p95_ms:.2f}",
+        **{f"{stage}_p50_ms": f"{ms:.2f}" for stage, ms in stats.stages_p50_ms},
         "frames_received": received,
         "frames_processed": stats.frames,
         "frames_dropped": stats.dropped,

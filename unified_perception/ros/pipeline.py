@@ -51,18 +51,23 @@ class FramePipeline:
         self._last_non_finite = ""
 
     def process(self, frames: list[PendingFrame]) -> None:
+        started = time.monotonic()
         decoded = [(f, image) for f in frames if (image := self._decode(f)) is not None]
         if not decoded:
             return
         batch = [CameraFrame(f.camera, image, builders.stamp_to_s(f.msg.header.stamp))
                  for f, image in decoded]
+        inferring = time.monotonic()
         results = self._engine.infer(batch)
+        inferred = time.monotonic()
+        shared = {"decode": inferring - started, "inference": inferred - inferring}
         settings = self._settings()
         model_hw = self._engine.input_size
         for (frame, image), result in zip(decoded, results):
             if not result.finite:
                 self._reject_non_finite(frame, result.non_finite)
                 continue
+            building = time.monotonic()
             frame_id = settings.optical_frame_id(frame.camera_index, frame.msg.header.frame_id)
             hdr = builders.header(frame.msg.header.stamp, frame_id)
             if problem := camera_info_problem(frame.info, image.shape[:2]):
@@ -76,9 +81,12 @@ class FramePipeline:
             add_camera_messages(outbox, self._outputs.cameras[frame.camera], result, hdr, K,
                                 self._palette, settings.motion_threshold,
                                 settings.pointcloud_stride, frame.info)
+            publishing = time.monotonic()
             outbox.publish()
             done = time.monotonic()
-            self._stats.record_frame(done, done - frame.received_s)
+            self._stats.record_frame(done, done - frame.received_s, {
+                "queue": started - frame.received_s, **shared, "messages": publishing - building,
+                "publish": done - publishing})
 
     @property
     def last_invalid_reason(self) -> str:

@@ -1,6 +1,7 @@
-"""Run statistics for diagnostics: output rate, latency percentiles, dropped, invalid frames and
-frames whose model outputs were not finite (:class:`RunStats`); frames per inference call, i.e. how
-many cameras share one batched call (:class:`BatchStats`).
+"""Run statistics for diagnostics: output rate, latency percentiles and where the latency goes
+(:data:`FRAME_STAGES`), dropped, invalid frames and frames whose model outputs were not finite
+(:class:`RunStats`); frames per inference call, i.e. how many cameras share one batched call
+(:class:`BatchStats`).
 
 Thread-safe: frames are recorded from the inference thread while diagnostics read from the executor.
 Times in seconds in, Hz and milliseconds out.
@@ -11,9 +12,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
+
+FRAME_STAGES = ("queue", "decode", "inference", "messages", "publish")
+"""The steps of a frame's latency in the node, in order: waiting for the inference thread after
+receipt, decoding the image message, the engine call (resize, the batched session run, outputs),
+building its output messages, publishing them. A batch's decode and engine call are shared by its
+cameras; a later camera of a batch also waits for the earlier ones' messages."""
 
 
 class StatsSnapshot(NamedTuple):
@@ -31,6 +38,7 @@ class StatsSnapshot(NamedTuple):
     since_non_finite_s: float | None = None  # seconds since the last such frame, None if none
     failing: bool = False                   # the last frame with outputs had non-finite ones
     since_frame_s: float | None = None      # seconds since the last processed frame, None if none
+    stages_p50_ms: tuple[tuple[str, float], ...] = ()   # (stage, p50 ms) of FRAME_STAGES recorded
 
 
 class RunStats:
@@ -42,17 +50,25 @@ class RunStats:
         self._lock = threading.Lock()
         self._done_s: deque[float] = deque(maxlen=window)
         self._latency_s: deque[float] = deque(maxlen=window)
+        self._stages_s: dict[str, deque[float]] = {stage: deque(maxlen=window) for stage in FRAME_STAGES}
         self._frames = self._dropped = self._invalid = 0
         self._last_invalid_s: float | None = None
         self._non_finite = 0
         self._last_non_finite_s: float | None = None
 
-    def record_frame(self, done_s: float, latency_s: float) -> None:
-        """One processed frame: when it finished (``done_s``, any monotonic clock) and how long
-        from receipt (or from its stamp) to output (``latency_s``)."""
+    def record_frame(self, done_s: float, latency_s: float,
+                     stages_s: Mapping[str, float] | None = None) -> None:
+        """One processed frame: when it finished (``done_s``, any monotonic clock), how long from
+        receipt (or from its stamp) to output (``latency_s``) and, optionally, how long each of
+        its :data:`FRAME_STAGES` took (``stages_s``, seconds; others are refused)."""
+        unknown = set(stages_s or ()) - set(FRAME_STAGES)
+        if unknown:
+            raise ValueError(f"unknown frame stage(s) {sorted(unknown)}; known: {FRAME_STAGES}")
         with self._lock:
             self._done_s.append(float(done_s))
             self._latency_s.append(float(latency_s))
+            for stage, seconds in (stages_s or {}).items():
+                self._stages_s[stage].append(float(seconds))
             self._frames += 1
 
     def count_dropped(self, n: int = 1) -> None:
@@ -82,6 +98,7 @@ class RunStats:
         with self._lock:
             done = np.asarray(self._done_s)
             latency = np.asarray(self._latency_s)
+            stages = {stage: np.asarray(v) for stage, v in self._stages_s.items() if v}
             frames, dropped, invalid = self._frames, self._dropped, self._invalid
             since_invalid = None if self._last_invalid_s is None else now_s - self._last_invalid_s
             last_bad = self._last_non_finite_s
@@ -93,12 +110,15 @@ class RunStats:
         return StatsSnapshot(rate, float(p50), float(p95), frames, dropped, invalid, len(done),
                              since_invalid, non_finite,
                              None if last_bad is None else now_s - last_bad, failing,
-                             float(now_s - done[-1]) if len(done) else None)
+                             float(now_s - done[-1]) if len(done) else None,
+                             tuple((stage, float(np.median(v) * 1e3)) for stage, v in stages.items()))
 
     def reset(self) -> None:
         with self._lock:
             self._done_s.clear()
             self._latency_s.clear()
+            for values in self._stages_s.values():
+                values.clear()
             self._frames = self._dropped = self._invalid = 0
             self._last_invalid_s = None
             self._non_finite = 0
