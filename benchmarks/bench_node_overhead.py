@@ -112,7 +112,7 @@ class OutputProbe:
                 with self._lock:
                     self.node_report = {kv.key: kv.value for kv in status.values}
 
-    def node_latency_ms(self, frames: int, timeout_s: float = 10.0) -> dict[str, float] | None:
+    def node_p50s_ms(self, frames: int, timeout_s: float = 10.0) -> dict[str, float] | None:
         """The node's own p50 latency (``latency``: camera message received -> last output
         published, its clock) and the p50 of each of its stages (``queue``, ``decode``,
         ``inference``, ``messages``, ``publish``), from ``/diagnostics`` once it reports at least
@@ -232,7 +232,7 @@ def node_vs_bare_ms(model: Path, frames: int, camera_hw: tuple[int, int] = CAMER
             start = time.perf_counter()
             engine.infer([CameraFrame(CAMERA, rgb, 0.1 * (i + 1))])
             bare_ms.append((time.perf_counter() - start) * 1e3)
-        node_own = node.probe.node_latency_ms(frames + WARMUP_FRAMES)
+        node_own = node.probe.node_p50s_ms(frames + WARMUP_FRAMES)
     engine.close()
     return np.asarray(node_ms), np.asarray(bare_ms), node_own
 

@@ -60,8 +60,7 @@ def test_the_quantized_model_loads_under_the_contract_with_its_metadata_marked(
     correction = quant["pose_translation_correction"]        # 4 frame pairs: too few to estimate
     assert correction["applied"] is False and "fewer than" in correction["reason"]
     assert reference.metadata.quantization == {}
-    props = {p.key: p.value for p in onnx.load(str(quantized)).metadata_props}
-    source = {p.key: p.value for p in onnx.load(str(tiny_model_path)).metadata_props}
+    props, source = _metadata(quantized), _metadata(tiny_model_path)
     assert {k: v for k, v in props.items() if k != MetadataKey.QUANTIZATION.value} == source
     engine.close()
     reference.close()

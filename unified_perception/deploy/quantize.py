@@ -115,7 +115,7 @@ TARGETS: dict[str, Target] = {
                        "TensorRT INT8 (explicit quantization) and ONNX Runtime CPU", 8),
 }
 WEIGHT_BITS = (7, 8)
-"""Ranges of the int8 weights: 7 bits (-64..63, no int16 saturation on x86 CPUs without VNNI) or
+"""Ranges of the int8 weights: 7 bits (-64..64, no int16 saturation on x86 CPUs without VNNI) or
 the full 8 (-127..127)."""
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from unified_perception.contract import (STATE_IN_PREFIX, STATE_OUT_PREFIX, ContractError,
                                          ModelMetadata, TensorInfo, normalize_dtype)
-from unified_perception.runtime.int8_saturation import saturation_warning
+from unified_perception.runtime.int8_saturation import saturation_warning, weight_bits
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +66,7 @@ def describe(path: Path) -> str:
         f"depth range: [{meta.depth_min_m}, {meta.depth_max_m}] m",
         "precision: " + (f"INT8 {meta.quantization.get('format', '')} for "
                          f"{meta.quantization.get('target', '?')}, "
-                         f"{meta.quantization.get('weight_bits', 8)}-bit weights "
+                         f"{weight_bits(meta.quantization)}-bit weights "
                          f"({json.dumps(meta.quantization.get('calibration', {}), sort_keys=True)})"
                          + _correction_text(meta.quantization)
                          if meta.quantization else "float32 compute"),

@@ -17,6 +17,13 @@ from typing import Any, Mapping
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 """``/proc/cpuinfo`` flags of CPUs whose int8 dot products accumulate in int32."""
 X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})
+LEGACY_WEIGHT_BITS = 8
+"""The weights' range of files quantized before the metadata named ``weight_bits``."""
+
+
+def weight_bits(quantization: Mapping[str, Any]) -> int:
+    """Bits of the int8 weights' range of a quantized model (its ``quantization`` metadata)."""
+    return int(quantization.get("weight_bits", LEGACY_WEIGHT_BITS))
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
@@ -48,7 +55,7 @@ def saturation_warning(quantization: Mapping[str, Any], machine: str | None = No
     Files quantized before the metadata named ``weight_bits`` had full-range weights."""
     if not quantization or quantization.get("precision") != "int8":
         return None
-    if int(quantization.get("weight_bits", 8)) < 8 or not x86_without_vnni(machine, flags):
+    if weight_bits(quantization) < 8 or not x86_without_vnni(machine, flags):
         return None
     return ("this INT8 model has full-range 8-bit weights and this x86 CPU has no VNNI: its "
             "uint8 x int8 products can saturate in int16 and degrade the outputs (the shipped "
