@@ -12,8 +12,8 @@ it (queue, decode, inference, messages, publish), measured in the running node.
 
 Breakdown (in-process, warm: the node's own functions on the same frame, in a loop): decode
 (``runtime.image_codec``), resize (``runtime.preprocess``), the session call, building every
-per-camera message (``ros.builders`` + colouring), the scene-flow point cloud, and publishing the
-built messages with rclpy to a subscriber in another node.
+per-camera message as the node does (``ros.serialized`` + colouring), the scene-flow point
+cloud, and publishing the built messages with rclpy to a subscriber in another node.
 
     .venv/bin/python benchmarks/bench_node_overhead.py --size 96x320 [--frames 15]
 """
@@ -40,10 +40,11 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from unified_perception import topics  # noqa: E402
 from unified_perception.ros import builders  # noqa: E402
+from unified_perception.ros.camera_outputs import MESSAGES  # noqa: E402
 from unified_perception.ros.publishers import _MSG_TYPES  # noqa: E402
 from unified_perception.runtime.colorize import colorize_semantic, semantic_palette  # noqa: E402
 from unified_perception.runtime.engine import CameraFrame  # noqa: E402
@@ -261,27 +262,30 @@ def node_breakdown_ms(model: Path, repeats: int, camera_hw: tuple[int, int] = CA
     session = engine._session   # the bare ONNX Runtime call, for the split of the engine's time
     feeds = {"image": image, **{s.in_name: s.zeros(1) for s in engine.state_specs}}
 
+    msgs = MESSAGES     # what the node builds: serialized messages where rclpy publishes bytes
+
     def build_images() -> list[Any]:
-        return [builders.image(result.depth_m, topics.DEPTH.encoding, hdr),
-                builders.camera_info(K, result.depth_m.shape, hdr),
-                builders.image(result.semantic, topics.SEMANTIC.encoding, hdr),
-                builders.image(colorize_semantic(result.semantic, palette), topics.SEMANTIC_COLOR.encoding, hdr),
-                builders.image(instances_u16(result.instances), topics.INSTANCES.encoding, hdr),
-                builders.image(result.panoptic, topics.PANOPTIC.encoding, hdr),
-                builders.image(motion_mask(result.motion_prob, 0.5), topics.MOTION_MASK.encoding, hdr),
-                builders.image(result.scene_flow_m, topics.SCENE_FLOW.encoding, hdr)]
+        return [msgs.image(result.depth_m, topics.DEPTH.encoding, hdr),
+                msgs.camera_info(K, result.depth_m.shape, hdr),
+                msgs.image(result.semantic, topics.SEMANTIC.encoding, hdr),
+                msgs.image(colorize_semantic(result.semantic, palette), topics.SEMANTIC_COLOR.encoding, hdr),
+                msgs.image(instances_u16(result.instances), topics.INSTANCES.encoding, hdr),
+                msgs.image(result.panoptic, topics.PANOPTIC.encoding, hdr),
+                msgs.image(motion_mask(result.motion_prob, 0.5), topics.MOTION_MASK.encoding, hdr),
+                msgs.image(result.scene_flow_m, topics.SCENE_FLOW.encoding, hdr)]
 
     def build_cloud() -> Any:
-        return builders.flow_cloud(*scene_flow_points(result.depth_m, result.scene_flow_m, K, 0.1, 4), hdr)
+        return msgs.flow_cloud(*scene_flow_points(result.depth_m, result.scene_flow_m, K, 0.1, 4), hdr)
 
     messages = build_images() + [build_cloud()]
+    types = [Image, CameraInfo] + [Image] * 6 + [PointCloud2]
     context = Context()
     rclpy.init(context=context)
     publisher_node, listener = Node("bench_pub", context=context), Node("bench_sub", context=context)
     reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = [publisher_node.create_publisher(type(m), f"bench/out{i}", reliable) for i, m in enumerate(messages)]
-    for i, m in enumerate(messages):
-        listener.create_subscription(type(m), f"bench/out{i}", lambda _: None, reliable)
+    pubs = [publisher_node.create_publisher(t, f"bench/out{i}", reliable) for i, t in enumerate(types)]
+    for i, t in enumerate(types):
+        listener.create_subscription(t, f"bench/out{i}", lambda _: None, reliable)
     time.sleep(1.0)
     try:
         steps = {

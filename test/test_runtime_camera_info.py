@@ -12,7 +12,7 @@ from unified_perception import bag_messages
 from unified_perception.contract import ModelMetadata
 from unified_perception.ros import builders
 from unified_perception.runtime.camera_info import (
-    camera_info_fields, camera_info_problem, output_intrinsics)
+    CameraIntrinsics, camera_info_fields, camera_info_problem, output_intrinsics)
 from unified_perception.runtime.preprocess import intrinsics_from_normalized, scale_intrinsics
 from unified_perception.runtime.scene_flow import FLOW_CLOUD_FIELDS, pack_flow_cloud
 
@@ -96,3 +96,22 @@ def test_the_flow_cloud_is_six_little_endian_float32_fields_in_both_libraries() 
             (n, o, 7) for n, o in zip(FLOW_CLOUD_FIELDS, packed.offsets)]   # 7 = FLOAT32
         assert (cloud.width, cloud.point_step, cloud.row_step, cloud.is_dense) == (4, 24, 96, False)
         assert bytes(cloud.data) == packed.data
+
+
+def test_the_per_camera_intrinsics_follow_a_changed_calibration_or_image_size() -> None:
+    intrinsics = CameraIntrinsics((64, 128), _metadata())
+    info = CameraInfo(height=720, width=1280, k=K_720P.reshape(-1).tolist())
+    K, problem = intrinsics.get(info, (720, 1280))
+    np.testing.assert_allclose(K, output_intrinsics(info, (720, 1280), (64, 128), _metadata()))
+    assert problem == "" and not K.flags.writeable      # shared between frames: read-only
+    assert intrinsics.get(info, (720, 1280))[0] is K     # same calibration: not worked out again
+    info.k[0] = 900.0                                   # a new calibration in the same message
+    np.testing.assert_allclose(intrinsics.get(info, (720, 1280))[0],
+                               output_intrinsics(info, (720, 1280), (64, 128), _metadata()))
+    K_square, problem = intrinsics.get(info, (720, 720))   # the image size changed
+    assert "another aspect ratio" in problem
+    np.testing.assert_allclose(K_square, intrinsics_from_normalized(_metadata().intrinsics_normalized,
+                                                                    (64, 128)))
+    K_none, problem = intrinsics.get(None, (720, 1280))     # no CameraInfo: training intrinsics
+    assert problem == ""
+    np.testing.assert_allclose(K_none, K_square)

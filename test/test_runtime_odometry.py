@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from unified_perception.runtime.odometry import (
+    ORTHONORMAL_REFINE_MAX_ERROR, orthonormalize,
     OdometryIntegrator, camera_to_base_extrinsic, twist_from_step)
 from unified_perception.transforms import (
     invert_transform, make_transform, rotation_to_quaternion, rpy_to_matrix)
@@ -93,3 +94,22 @@ def test_a_bad_extrinsic_is_rejected_with_a_hint() -> None:
         OdometryIntegrator(np.diag([2.0, 1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="3 finite xyz"):
         camera_to_base_extrinsic((0.0, 0.0), (0.0, 0.0, 0.0))
+
+
+def _polar_factor(R: np.ndarray) -> np.ndarray:
+    """The nearest rotation by SVD, the definition orthonormalize must meet."""
+    U, _, Vt = np.linalg.svd(R)
+    return U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+
+
+def test_orthonormalize_gives_the_nearest_rotation_near_and_far_from_orthonormal() -> None:
+    rng = np.random.default_rng(5)
+    for noise in (0.0, 1e-12, 1e-8, 1e-6, ORTHONORMAL_REFINE_MAX_ERROR / 4, 1e-2, 0.3):
+        for _ in range(50):
+            R = rpy_to_matrix(*rng.uniform(-math.pi, math.pi, 3)) + rng.normal(0.0, noise, (3, 3))
+            fixed = orthonormalize(R)
+            np.testing.assert_allclose(fixed.T @ fixed, np.eye(3), atol=1e-13)
+            assert np.linalg.det(fixed) > 0.0
+            np.testing.assert_allclose(fixed, _polar_factor(R), atol=1e-12)
+    reflection = np.diag([1.0, 1.0, -1.0])      # orthonormal but not a rotation: the SVD path
+    np.testing.assert_allclose(orthonormalize(reflection), _polar_factor(reflection), atol=1e-12)

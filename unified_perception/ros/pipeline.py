@@ -23,7 +23,7 @@ from unified_perception.ros.camera_outputs import add_camera_messages
 from unified_perception.ros.params import NodeSettings
 from unified_perception.ros.publishers import OutputPublishers, Outbox
 from unified_perception.ros.vehicle import VehicleOutputs
-from unified_perception.runtime.camera_info import camera_info_problem, output_intrinsics
+from unified_perception.runtime.camera_info import CameraIntrinsics
 from unified_perception.runtime.colorize import semantic_palette
 from unified_perception.runtime.engine import CameraFrame, InferenceEngine
 from unified_perception.runtime.image_codec import ImageDecodeError, decode_any_rgb
@@ -49,6 +49,7 @@ class FramePipeline:
         self._lock = threading.Lock()
         self._last_invalid = ""
         self._last_non_finite = ""
+        self._intrinsics: dict[str, CameraIntrinsics] = {}     # per camera, on the worker thread
 
     def process(self, frames: list[PendingFrame]) -> None:
         started = time.monotonic()
@@ -62,7 +63,6 @@ class FramePipeline:
         inferred = time.monotonic()
         shared = {"decode": inferring - started, "inference": inferred - inferring}
         settings = self._settings()
-        model_hw = self._engine.input_size
         for (frame, image), result in zip(decoded, results):
             if not result.finite:
                 self._reject_non_finite(frame, result.non_finite)
@@ -70,10 +70,14 @@ class FramePipeline:
             building = time.monotonic()
             frame_id = settings.optical_frame_id(frame.camera_index, frame.msg.header.frame_id)
             hdr = builders.header(frame.msg.header.stamp, frame_id)
-            if problem := camera_info_problem(frame.info, image.shape[:2]):
+            intrinsics = self._intrinsics.get(frame.camera)
+            if intrinsics is None:
+                intrinsics = self._intrinsics[frame.camera] = CameraIntrinsics(
+                    self._engine.input_size, self._engine.metadata)
+            K, problem = intrinsics.get(frame.info, image.shape[:2])
+            if problem:
                 self._warn(f"camera '{frame.camera}': {problem}; using the model's training "
                            f"intrinsics for depth/camera_info and scene_flow/points")
-            K = output_intrinsics(frame.info, image.shape[:2], model_hw, self._engine.metadata)
             outbox = Outbox()
             if frame.camera_index == 0:     # steering and odometry first: the car waits on them
                 self._vehicle.add_result(outbox, result, frame.msg.header.stamp, self._now(),

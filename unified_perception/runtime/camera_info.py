@@ -49,6 +49,34 @@ def output_intrinsics(info: Any | None, image_hw: tuple[int, int], model_hw: tup
     return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw)
 
 
+class CameraIntrinsics:
+    """:func:`output_intrinsics` and :func:`camera_info_problem` of one camera, worked out again
+    only when its CameraInfo's K or calibration size or the image size change (the node asks
+    every frame; the checks cost about 0.2 ms of numpy each time).
+
+    ``model_hw``: the model's output size; ``metadata``: its training intrinsics (the fallback).
+    """
+
+    def __init__(self, model_hw: tuple[int, int], metadata: ModelMetadata) -> None:
+        self._model_hw = tuple(model_hw)
+        self._metadata = metadata
+        self._key: tuple | None = None
+        self._K = np.eye(3)
+        self._problem = ""
+
+    def get(self, info: Any | None, image_hw: tuple[int, int]) -> tuple[np.ndarray, str]:
+        """``(K [3, 3] at the output size, read-only; why info was refused or "")``."""
+        key = (None if info is None else
+               (np.asarray(info.k, dtype=np.float64).tobytes(), int(info.height), int(info.width)),
+               tuple(image_hw))
+        if key != self._key:
+            self._problem = camera_info_problem(info, image_hw)
+            K = output_intrinsics(info, image_hw, self._model_hw, self._metadata)
+            K.flags.writeable = False
+            self._K, self._key = K, key
+        return self._K, self._problem
+
+
 class CameraInfoFields(NamedTuple):
     """The array and string fields of an output ``CameraInfo`` (float64 arrays)."""
 

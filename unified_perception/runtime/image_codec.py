@@ -252,11 +252,11 @@ class EncodedImage:
     is_bigendian: bool = False
 
 
-def encode_array(array: np.ndarray, encoding: str) -> EncodedImage:
-    """Pack ``array`` (``[H, W]`` or ``[H, W, C]``) as ``encoding`` (e.g. ``32FC1``, ``rgb8``).
+def pack_array(array: np.ndarray, encoding: str) -> np.ndarray:
+    """``array`` (``[H, W]`` or ``[H, W, C]``) as the C-contiguous little-endian ``[H, W, C]``
+    array of ``encoding``'s dtype, whose bytes are the image data (row step = W * C * itemsize).
 
-    The array is cast to the encoding's dtype; its channel count must match. Raises ValueError
-    if it does not.
+    Raises ValueError if the channel count does not match the encoding.
     """
     dtype, channels = data_layout(encoding)
     arr = np.asarray(array)
@@ -265,7 +265,16 @@ def encode_array(array: np.ndarray, encoding: str) -> EncodedImage:
     if arr.ndim != 3 or arr.shape[2] != channels:
         raise ValueError(f"encoding '{encoding}' needs {channels} channel(s), got an array of "
                          f"shape {np.asarray(array).shape}")
-    height, width = arr.shape[:2]
-    packed = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
-    return EncodedImage(encoding, height, width, width * channels * dtype.itemsize,
+    return np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
+
+
+def encode_array(array: np.ndarray, encoding: str) -> EncodedImage:
+    """Pack ``array`` (``[H, W]`` or ``[H, W, C]``) as ``encoding`` (e.g. ``32FC1``, ``rgb8``).
+
+    The array is cast to the encoding's dtype; its channel count must match. Raises ValueError
+    if it does not.
+    """
+    packed = pack_array(array, encoding)
+    height, width, channels = packed.shape
+    return EncodedImage(encoding, height, width, width * channels * packed.itemsize,
                         packed.tobytes(), False)

@@ -74,7 +74,11 @@ def scene_flow_points(depth_m: np.ndarray, flow_m: np.ndarray, K: np.ndarray, dt
     if not (math.isfinite(dt_s) and dt_s > 0.0):
         raise ValueError(f"dt_s must be a positive number of seconds, got {dt_s}")
     xyz, _ = backproject(depth_m, K, stride)
-    flow = flow_m[::stride, ::stride]
-    valid = np.isfinite(xyz).all(axis=-1) & (xyz[..., 2] > 0.0) & np.isfinite(flow).all(axis=-1)
-    velocity = flow[valid].astype(np.float32) * np.float32(1.0 / dt_s)
-    return np.ascontiguousarray(xyz[valid]), velocity
+    points = np.concatenate([xyz, flow_m[::stride, ::stride].astype(np.float32, copy=False)],
+                            axis=-1).reshape(-1, 6)                        # x y z fx fy fz
+    finite = np.isfinite(points)
+    valid = points[:, 2] > 0.0
+    for channel in range(points.shape[1]):      # 6 ANDs: a reduction along a 6-long axis is slower
+        valid &= finite[:, channel]
+    points = np.compress(valid, points, axis=0)                            # [M, 6]
+    return np.ascontiguousarray(points[:, :3]), points[:, 3:] * np.float32(1.0 / dt_s)
