@@ -121,6 +121,16 @@ def test_report_folder_holds_every_file_and_metrics_json_has_exactly_the_fixed_k
     assert "| depth (baseline: mean depth" in summary and "![trajectory seen from above]" in summary
 
 
+def test_a_report_without_figures_has_the_same_metrics_and_no_images(
+        perfect_report: Path, gt_bag: Path, tmp_path: Path) -> None:
+    pred = write_prediction_bag(gt_bag, tmp_path / "pred")
+    assert _evaluate(pred, gt_bag, tmp_path / "report", "--no-figures") == 0
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"metrics.json", "summary.md"}
+    assert _metrics(tmp_path / "report") == _metrics(perfect_report)
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "![" not in summary and "figures: none" in summary
+
+
 @pytest.fixture(scope="module")
 def corrupted_report(gt_bag: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ground truth with known corruptions: depth x1.25, road labelled sidewalk, steering +1 deg,

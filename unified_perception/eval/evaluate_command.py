@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ground truth at or below this depth (m) is not scored (default 0.001)")
     parser.add_argument("--montage-frames", type=int, default=300,
                         help="at most this many frames in montage.gif, evenly spread (default 300)")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="metrics.json and summary.md only: no plots, no montage")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -45,7 +47,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     options = EvalOptions(topics=args.topics, depth=DepthRange(args.min_depth, args.max_depth,
                                                                args.median_scaling),
-                          montage_max_frames=args.montage_frames, quiet=args.quiet)
+                          montage_max_frames=args.montage_frames, figures=not args.no_figures,
+                          quiet=args.quiet)
     try:
         report = run_evaluation(args.pred_bag, args.gt, args.out, options)
     except EvaluationError as err:

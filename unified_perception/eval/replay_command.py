@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: <OUT>_report)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                         help="storage of the prediction bag (default mcap)")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="report without plots and montage: metrics.json and summary.md only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no node log")
 
 
@@ -62,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"replay ({'live' if args.live else 'offline'}): {counts.describe()} -> {args.out}")
     if has_ground_truth:
-        return _evaluate(args.out, args.bag, report, args.topics, args.quiet)
+        return _evaluate(args.out, args.bag, report, args.topics, args.quiet, not args.no_figures)
     return 0
 
 
@@ -113,7 +115,8 @@ def _check_model(model: Path) -> None:
         raise ReplayError(f"model {model}: {err}") from None
 
 
-def _evaluate(pred: Path, gt: Path, report: Path, topic_map: Path | None, quiet: bool) -> int:
+def _evaluate(pred: Path, gt: Path, report: Path, topic_map: Path | None, quiet: bool,
+              figures: bool = True) -> int:
     """Score the predictions against the input bag's ground truth, if evaluation is installed."""
     try:
         from unified_perception.eval.evaluate import evaluate_bags
@@ -127,7 +130,7 @@ def _evaluate(pred: Path, gt: Path, report: Path, topic_map: Path | None, quiet:
     from unified_perception.eval.report_errors import EvaluationError
 
     try:
-        written = evaluate_bags(pred, gt, report, topics=topic_map, quiet=quiet)
+        written = evaluate_bags(pred, gt, report, topics=topic_map, quiet=quiet, figures=figures)
     except EvaluationError as err:
         print(f"{PROG}: the prediction bag {pred} is complete, but evaluating it failed: {err}",
               file=sys.stderr)
