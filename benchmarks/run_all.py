@@ -290,9 +290,10 @@ HELD_OUT_DRIVE_FRAMES = 100
 """Frames of each held-out drive the trained model is scored on in float32 and INT8."""
 HELD_OUT_DRIVE_SEEDS = tuple(range(2028, 2064))
 """The held-out drives (never trained on; 2028 is the demo's): a metric's change is that of its mean
-over the 36. Odometry integrates every frame's error: INT8 moves one drive's ATE by up to 8 % either
-way, so over twelve drives the change of the mean ATE still had a standard error of about 1.3 %;
-36 bring it near 0.75 % (the per-drive spread and the standard error are in each row's note)."""
+over the 36. Odometry integrates every frame's error: INT8 moves one drive's ATE by -16 to +10 %,
+so over twelve drives the per-drive mean of its change still had a standard error of 1.3 %;
+over 36 it was 1.0 % (wider swings turned up), which is why each row also gives the 95 % interval
+of the change (the per-drive spread and the standard error are in each row's note too)."""
 
 DRIVE_CACHE = REPO / "data" / "synthetic" / "benchmark_drives"
 """Where the held-out drives are rendered once and found again (named by seed, frames and size)."""

@@ -44,9 +44,16 @@ def output_intrinsics(info: Any | None, image_hw: tuple[int, int], model_hw: tup
     without one, or with one that :func:`camera_info_problem` refuses, the model's training
     intrinsics.
     """
-    if info is not None and np.any(np.asarray(info.k)) and not camera_info_problem(info, image_hw):
-        return scale_intrinsics(_K(info), _calibration_hw(info, image_hw), model_hw)
-    return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw)
+    return _intrinsics_and_problem(info, image_hw, model_hw, metadata)[0]
+
+
+def _intrinsics_and_problem(info: Any | None, image_hw: tuple[int, int], model_hw: tuple[int, int],
+                            metadata: ModelMetadata) -> tuple[np.ndarray, str]:
+    """:func:`output_intrinsics` and :func:`camera_info_problem`, the check run once."""
+    problem = camera_info_problem(info, image_hw)
+    if info is not None and np.any(np.asarray(info.k)) and not problem:
+        return scale_intrinsics(_K(info), _calibration_hw(info, image_hw), model_hw), problem
+    return intrinsics_from_normalized(metadata.intrinsics_normalized, model_hw), problem
 
 
 class CameraIntrinsics:
@@ -70,8 +77,7 @@ class CameraIntrinsics:
                (np.asarray(info.k, dtype=np.float64).tobytes(), int(info.height), int(info.width)),
                tuple(image_hw))
         if key != self._key:
-            self._problem = camera_info_problem(info, image_hw)
-            K = output_intrinsics(info, image_hw, self._model_hw, self._metadata)
+            K, self._problem = _intrinsics_and_problem(info, image_hw, self._model_hw, self._metadata)
             K.flags.writeable = False
             self._K, self._key = K, key
         return self._K, self._problem

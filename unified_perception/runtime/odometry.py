@@ -37,6 +37,7 @@ def camera_to_base_extrinsic(xyz: Sequence[float], rpy: Sequence[float]) -> np.n
 
 ORTHONORMAL_REFINE_MAX_ERROR = 1e-4
 """Largest ``|R^T R - I|`` that :func:`orthonormalize` refines by iteration instead of an SVD."""
+_EYE3 = np.eye(3)
 
 
 def orthonormalize(R: np.ndarray) -> np.ndarray:
@@ -60,9 +61,6 @@ def orthonormalize(R: np.ndarray) -> np.ndarray:
     U, _, Vt = np.linalg.svd(R)
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
     return U @ D @ Vt
-
-
-_EYE3 = np.eye(3)
 
 
 def rotation_to_axis_angle(R: np.ndarray) -> np.ndarray:
