@@ -3,12 +3,18 @@
 End to end: the node runs as its own process (``perception_node``, CPU provider, Fast DDS on
 loopback with the shared-memory profile of ``config/fastdds_large_frames.xml``); a probe process
 publishes one camera frame at a time and subscribes to EVERY output topic (so the node builds and
-publishes all of them). Latency = the last output of that frame received by the probe minus the
-moment the probe published the frame (both wall clock, one machine): camera message in -> last
-output out, transport both ways included.
+publishes all of them). Latency = the moment the last output of that frame reached the probe's
+middleware (``MessageInfo['received_timestamp']``) minus the moment the probe started publishing
+the frame (both wall clock, one machine): camera message in -> last output out, transport both
+ways included. The probe plays a camera driver and a consumer written in C++: it publishes the
+frame as serialized bytes (``ros.serialized``, no Python message object to convert) and takes the
+outputs serialized, and the receipt stamps leave out the time its Python executor needs to reach
+each callback (2-4 ms per frame for 15 outputs on 2 cores, which is the probe's cost, not the
+node's).
 
-Inside the node: its ``/diagnostics`` give the p50 of receipt -> published and of each stage of
-it (queue, decode, inference, messages, publish), measured in the running node.
+Inside the node: its ``/diagnostics`` give the p50 of receipt (by its middleware) -> published and
+of each stage of it (take, queue, decode, inference, messages, publish), measured in the running
+node.
 
 Breakdown (in-process, warm: the node's own functions on the same frame, in a loop): decode
 (``runtime.image_codec``), resize (``runtime.preprocess``), the session call, building every
@@ -43,7 +49,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from unified_perception import topics  # noqa: E402
-from unified_perception.ros import builders  # noqa: E402
+from unified_perception.ros import builders, serialized  # noqa: E402
 from unified_perception.ros.camera_outputs import MESSAGES  # noqa: E402
 from unified_perception.ros.publishers import _MSG_TYPES  # noqa: E402
 from unified_perception.runtime.colorize import colorize_semantic, semantic_palette  # noqa: E402
@@ -70,6 +76,22 @@ def camera_message(camera_hw: tuple[int, int], seed: int = 0) -> tuple[Image, Ca
     info = CameraInfo(header=image.header, height=h, width=w,
                       k=[fx, 0.0, w / 2, 0.0, fx, h / 2, 0.0, 0.0, 1.0])
     return image, info
+
+
+class SerializedCamera:
+    """A camera frame and its CameraInfo serialized per send with a new stamp, as a driver
+    written in C++ would publish them (``ros.serialized``: no Python message object)."""
+
+    def __init__(self, camera_hw: tuple[int, int], seed: int = 0) -> None:
+        image, info = camera_message(camera_hw, seed)
+        self.rgb = decode_any_rgb(image)
+        self.K = np.asarray(info.k, np.float64).reshape(3, 3)
+
+    def messages(self, stamp_s: float) -> tuple[bytes, bytes]:
+        """Serialized ``(CameraInfo, Image)`` stamped ``stamp_s`` (s)."""
+        hdr = builders.header(builders.s_to_stamp(stamp_s), OPTICAL_FRAME)
+        return (serialized.camera_info(self.K, self.rgb.shape[:2], hdr),
+                serialized.image(self.rgb, "rgb8", hdr))
 
 
 def per_camera_outputs() -> list[topics.TopicSpec]:
@@ -100,7 +122,8 @@ class OutputProbe:
         specs = per_camera_outputs() + vehicle_outputs()
         self.topics = names
         for name, spec in zip(names, specs):
-            self.node.create_subscription(_MSG_TYPES[spec.msg_type], name, self._stamp(name), reliable)
+            self.node.create_subscription(_MSG_TYPES[spec.msg_type], name, self._stamp(name), reliable,
+                                          raw=True)
         # Subscribed so that the node builds and publishes it when due (not awaited per frame).
         self.node.create_subscription(_MSG_TYPES[topics.PATH.msg_type], topics.PATH.name,
                                       lambda _: None, reliable)
@@ -114,9 +137,9 @@ class OutputProbe:
                     self.node_report = {kv.key: kv.value for kv in status.values}
 
     def node_p50s_ms(self, frames: int, timeout_s: float = 10.0) -> dict[str, float] | None:
-        """The node's own p50 latency (``latency``: camera message received -> last output
-        published, its clock) and the p50 of each of its stages (``queue``, ``decode``,
-        ``inference``, ``messages``, ``publish``), from ``/diagnostics`` once it reports at least
+        """The node's own p50 latency (``latency``: camera message received by its middleware ->
+        last output published, its clock) and the p50 of each of its stages (``take``, ``queue``,
+        ``decode``, ``inference``, ``messages``, ``publish``), from ``/diagnostics`` once it reports at least
         ``frames`` processed frames; None if it does not within ``timeout_s``."""
         end = time.time() + timeout_s
         while time.time() < end:
@@ -128,18 +151,22 @@ class OutputProbe:
             time.sleep(0.1)
         return None
 
-    def _stamp(self, name: str) -> Callable[[Any], None]:
-        def callback(_: Any) -> None:
-            now = time.time()
+    def _stamp(self, name: str) -> Callable[[Any, Any], None]:
+        def callback(_: bytes, info: Any) -> None:
+            # When the middleware received it (ns, wall clock); the callback's own time if the
+            # middleware gives none.
+            arrived = info["received_timestamp"] * 1e-9 or time.time()
             with self._lock:
-                self.received[name] = now
+                self.received[name] = arrived
                 if len(self.received) == len(self.topics):
                     self._complete.set()
         return callback
 
-    def send(self, image: Image, info: CameraInfo) -> float:
+    def send(self, camera: SerializedCamera) -> float:
+        """Publish ``camera``'s frame stamped now; returns the stamp (s, wall clock), taken before
+        the frame is serialized."""
         sent = time.time()
-        image.header.stamp = info.header.stamp = builders.s_to_stamp(sent)
+        info, image = camera.messages(sent)
         with self._lock:
             self.received.clear()
             self._complete.clear()
@@ -172,7 +199,7 @@ class RunningNode:
 
     def __init__(self, model: Path, camera_hw: tuple[int, int] = CAMERA_HW, timeout_s: float = 20.0) -> None:
         self.model, self.timeout_s = model, timeout_s
-        self.image, self.info = camera_message(camera_hw)
+        self.camera = SerializedCamera(camera_hw)
 
     def __enter__(self) -> "RunningNode":
         env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -200,7 +227,7 @@ class RunningNode:
         return self
 
     def frame_ms(self) -> float | None:
-        sent = self.probe.send(self.image, self.info)
+        sent = self.probe.send(self.camera)
         last = self.probe.all_received(self.timeout_s)
         return None if last is None else (last - sent) * 1e3
 

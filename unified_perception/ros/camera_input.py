@@ -2,7 +2,9 @@
 
 Subscription callbacks (executor thread) only store the message; the inference worker takes the
 newest frame of every camera at once. A frame replaced before the worker took it is reported to
-``on_dropped``. No decoding happens here, so the executor thread stays free.
+``on_dropped``. No decoding happens here, so the executor thread stays free. Where rclpy offers it,
+images arrive serialized (:class:`ros.received.SerializedCameraMessage`: no Python message object,
+no copy of the pixels); the worker reads them (``ros.received.read_camera_message``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import rclpy.subscription
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from unified_perception.ros.received import SerializedCameraMessage, subscribes_raw
 from unified_perception.topics import CAMERA_IMAGE, CAMERA_IMAGE_COMPRESSED, CAMERA_INFO, camera_topic
 
 SENSOR_QOS = QoSProfile(
@@ -30,9 +34,10 @@ class PendingFrame:
 
     camera: str
     camera_index: int
-    msg: Any                    # sensor_msgs/Image or sensor_msgs/CompressedImage
+    msg: Any                    # sensor_msgs/Image or /CompressedImage, or SerializedCameraMessage
     info: CameraInfo | None     # latest CameraInfo of that camera when the frame was taken
-    received_s: float           # time.monotonic() when the message arrived
+    received_s: float           # time.monotonic() when the middleware received the message
+    taken_s: float              # time.monotonic() when its subscription callback ran
 
 
 class CameraInputs:
@@ -43,16 +48,18 @@ class CameraInputs:
         self._on_dropped = on_dropped
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._frames: dict[str, tuple[Any, float]] = {}
+        self._frames: dict[str, tuple[Any, float, float]] = {}   # camera -> msg, received, taken
         self._infos: dict[str, CameraInfo] = {}
         self._received = 0
 
-    def offer_frame(self, camera: str, msg: Any) -> None:
-        """Store the newest frame of ``camera``; a frame still waiting is replaced and dropped."""
+    def offer_frame(self, camera: str, msg: Any, in_middleware_s: float = 0.0) -> None:
+        """Store the newest frame of ``camera``; a frame still waiting is replaced and dropped.
+        ``in_middleware_s``: how long before this call the middleware received it (s)."""
+        taken_s = time.monotonic()
         with self._lock:
             self._received += 1
             replaced = camera in self._frames
-            self._frames[camera] = (msg, time.monotonic())
+            self._frames[camera] = (msg, taken_s - in_middleware_s, taken_s)
             self._ready.notify()
         if replaced:
             self._on_dropped(1)
@@ -71,7 +78,7 @@ class CameraInputs:
             if not self._frames:
                 self._ready.wait(timeout_s)
             if self._frames and batch_window_s > 0.0:
-                first_s = min(received_s for _, received_s in self._frames.values())
+                first_s = min(taken_s for _, _, taken_s in self._frames.values())
                 while len(self._frames) < len(self.cameras):
                     left_s = first_s + batch_window_s - time.monotonic()
                     if left_s <= 0.0 or not self._ready.wait(left_s):
@@ -79,8 +86,9 @@ class CameraInputs:
             frames = []
             for index, cam in enumerate(self.cameras):
                 if cam in self._frames:
-                    msg, received_s = self._frames[cam]
-                    frames.append(PendingFrame(cam, index, msg, self._infos.get(cam), received_s))
+                    msg, received_s, taken_s = self._frames[cam]
+                    frames.append(PendingFrame(cam, index, msg, self._infos.get(cam), received_s,
+                                               taken_s))
             self._frames.clear()
             return frames
 
@@ -101,19 +109,50 @@ class CameraInputs:
 
 
 def subscribe(node: Node, inputs: CameraInputs, transport: str) -> list[Any]:
-    """Create the image and camera_info subscriptions of every camera; returns them."""
-    image_type, image_name = ((CompressedImage, CAMERA_IMAGE_COMPRESSED) if transport == "compressed"
+    """Create the image and camera_info subscriptions of every camera; returns them. The images
+    are taken serialized where rclpy can (``raw=True``), as messages otherwise."""
+    compressed = transport == "compressed"
+    image_type, image_name = ((CompressedImage, CAMERA_IMAGE_COMPRESSED) if compressed
                               else (Image, CAMERA_IMAGE))
+    raw = subscribes_raw(node)
     subscriptions = []
     for camera in inputs.cameras:
-        subscriptions.append(node.create_subscription(
-            image_type, camera_topic(camera, image_name), _bind(inputs.offer_frame, camera),
-            SENSOR_QOS))
+        offer = _bind(inputs.offer_frame, camera)
+        if raw:
+            subscriptions.append(node.create_subscription(
+                image_type, camera_topic(camera, image_name), _serialized(offer, compressed),
+                SENSOR_QOS, raw=True))
+        elif MESSAGE_INFO:
+            subscriptions.append(node.create_subscription(
+                image_type, camera_topic(camera, image_name),
+                lambda msg, info, offer=offer: offer(msg, in_middleware_s(info)), SENSOR_QOS))
+        else:
+            subscriptions.append(node.create_subscription(
+                image_type, camera_topic(camera, image_name), offer, SENSOR_QOS))
         subscriptions.append(node.create_subscription(
             CameraInfo, camera_topic(camera, CAMERA_INFO), _bind(inputs.offer_info, camera),
             SENSOR_QOS))
     return subscriptions
 
 
-def _bind(method: Callable[[str, Any], None], camera: str) -> Callable[[Any], None]:
-    return lambda msg: method(camera, msg)
+MESSAGE_INFO = getattr(rclpy.subscription, "MessageInfo", None) is not None
+"""Whether subscription callbacks can take the message's ``MessageInfo`` as a second argument
+(rclpy since Iron): then the frame's time in the middleware before the callback is known."""
+
+
+def in_middleware_s(info: Any) -> float:
+    """Seconds from the middleware's receipt of a message (``info['received_timestamp']``, ns of
+    the system clock) to now; 0 where the middleware reports none."""
+    received_ns = info.get("received_timestamp", 0) if info else 0
+    return max(time.time() - received_ns * 1e-9, 0.0) if received_ns > 0 else 0.0
+
+
+def _bind(method: Callable[..., None], camera: str) -> Callable[..., None]:
+    return lambda msg, *waited: method(camera, msg, *waited)
+
+
+def _serialized(offer: Callable[..., None], compressed: bool) -> Callable[..., None]:
+    if MESSAGE_INFO:
+        return lambda data, info: offer(SerializedCameraMessage(data, compressed),
+                                        in_middleware_s(info))
+    return lambda data: offer(SerializedCameraMessage(data, compressed))

@@ -3,7 +3,8 @@
 * construction: ``/diagnostics`` and its timer, which report in every state (a model that fails
   to load is ERROR there, with the reason, until a configure succeeds).
 * configure: load the model (contract checked by the engine), create publishers and the pipeline.
-* activate: subscribe to the cameras, start the inference worker and the steering watchdog.
+* activate: subscribe to the cameras, start the inference worker and the steering watchdog; the
+  objects alive by then are frozen out of Python's garbage collection (:mod:`ros.heap`).
 * deactivate: unsubscribe, stop the worker and the watchdog; lifecycle publishers fall silent.
 * cleanup: destroy publishers and free the inference session.
 
@@ -21,7 +22,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 
 from unified_perception import topics
-from unified_perception.ros import camera_input, params
+from unified_perception.ros import camera_input, heap, params
 from unified_perception.ros.camera_input import CameraInputs
 from unified_perception.ros.diagnostics import (
     CLEANED_UP, INACTIVE, NOT_CONFIGURED, IdleStatus, diagnostics_message, idle_message,
@@ -89,6 +90,7 @@ class PerceptionNode(LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        heap.freeze_startup_objects()
         self._engine.reset()
         self._vehicle.restart_steering()
         self._worker.start()
@@ -101,6 +103,7 @@ class PerceptionNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
+        heap.unfreeze()
         self._idle = INACTIVE
         self.get_logger().info("inactive: not processing, not publishing")
         return super().on_deactivate(state)

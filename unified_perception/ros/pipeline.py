@@ -11,10 +11,12 @@ and the engine restarts that camera's temporal state.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Callable
 
+import numpy as np
 from builtin_interfaces.msg import Time
 
 from unified_perception.ros import builders
@@ -22,6 +24,7 @@ from unified_perception.ros.camera_input import PendingFrame
 from unified_perception.ros.camera_outputs import add_camera_messages
 from unified_perception.ros.params import NodeSettings
 from unified_perception.ros.publishers import OutputPublishers, Outbox
+from unified_perception.ros.received import read_camera_message
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.runtime.camera_info import CameraIntrinsics
 from unified_perception.runtime.colorize import semantic_palette
@@ -53,7 +56,7 @@ class FramePipeline:
 
     def process(self, frames: list[PendingFrame]) -> None:
         started = time.monotonic()
-        decoded = [(f, image) for f in frames if (image := self._decode(f)) is not None]
+        decoded = [got for f in frames if (got := self._decode(f)) is not None]
         if not decoded:
             return
         batch = [CameraFrame(f.camera, image, builders.stamp_to_s(f.msg.header.stamp))
@@ -89,8 +92,8 @@ class FramePipeline:
             outbox.publish()
             done = time.monotonic()
             self._stats.record_frame(done, done - frame.received_s, {
-                "queue": started - frame.received_s, **shared, "messages": publishing - building,
-                "publish": done - publishing})
+                "take": frame.taken_s - frame.received_s, "queue": started - frame.taken_s,
+                **shared, "messages": publishing - building, "publish": done - publishing})
 
     @property
     def last_invalid_reason(self) -> str:
@@ -112,9 +115,14 @@ class FramePipeline:
         self._error(f"dropping a frame from camera '{frame.camera}': {reason}; nothing of it is "
                     f"published and the camera's temporal state restarts")
 
-    def _decode(self, frame: PendingFrame):
+    def _decode(self, frame: PendingFrame) -> tuple[PendingFrame, np.ndarray] | None:
+        """The frame with its message read (a serialized one parsed) and its RGB image; None
+        (counted and remembered as invalid) if either step fails."""
         try:
-            return decode_any_rgb(frame.msg)
+            msg = read_camera_message(frame.msg)
+            if msg is not frame.msg:
+                frame = dataclasses.replace(frame, msg=msg)
+            return frame, decode_any_rgb(msg)
         except ImageDecodeError as err:
             self._stats.count_invalid()
             with self._lock:

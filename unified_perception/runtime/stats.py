@@ -16,11 +16,13 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-FRAME_STAGES = ("queue", "decode", "inference", "messages", "publish")
-"""The steps of a frame's latency in the node, in order: waiting for the inference thread after
-receipt, decoding the image message, the engine call (resize, the batched session run, outputs),
-building its output messages, publishing them. A batch's decode and engine call are shared by its
-cameras; a later camera of a batch also waits for the earlier ones' messages."""
+FRAME_STAGES = ("take", "queue", "decode", "inference", "messages", "publish")
+"""The steps of a frame's latency in the node, in order: from the middleware's receipt of the image
+to its subscription callback (the executor waking up and taking the message; 0 where the
+middleware reports no receipt time), waiting for the inference thread, decoding the image message,
+the engine call (resize, the batched session run, outputs), building its output messages,
+publishing them. A batch's decode and engine call are shared by its cameras; a later camera of a
+batch also waits for the earlier ones' messages."""
 
 
 class StatsSnapshot(NamedTuple):
