@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -59,6 +60,23 @@ def test_newest_frame_wins_and_replaced_frames_are_counted_as_dropped() -> None:
         ("front", 0, 2), ("rear", 1, 10)]
     assert sum(dropped) == 2 and inputs.received == 4
     assert inputs.take(0.0) == []
+
+
+def test_a_frame_remembers_when_the_middleware_received_it_and_when_it_was_taken() -> None:
+    import time
+
+    from unified_perception.ros.camera_input import in_middleware_s
+
+    inputs = CameraInputs(["front"], lambda n: None)
+    inputs.offer_frame("front", Image(width=1), in_middleware_s=0.004)
+    frame, = inputs.take(0.0)
+    assert frame.taken_s - frame.received_s == pytest.approx(0.004)
+    now_ns = time.time_ns()
+    assert 0.004 <= in_middleware_s({"received_timestamp": now_ns - 4_000_000}) < 1.0
+    assert in_middleware_s({"received_timestamp": 0}) == 0.0                  # none reported
+    assert in_middleware_s({}) == 0.0 and in_middleware_s(None) == 0.0
+    assert in_middleware_s({"received_timestamp": 12_345 * 10**9}) == 0.0    # another clock
+    assert in_middleware_s({"received_timestamp": now_ns + 10**9}) == 0.0    # ahead of us
 
 
 def test_take_waits_within_the_batch_window_for_the_other_cameras() -> None:

@@ -140,11 +140,19 @@ MESSAGE_INFO = getattr(rclpy.subscription, "MessageInfo", None) is not None
 (rclpy since Iron): then the frame's time in the middleware before the callback is known."""
 
 
+MAX_IN_MIDDLEWARE_S = 10.0
+"""A receipt time further back than this is not taken as one: it comes from another clock (a
+middleware that stamps with a steady clock) or a clock step, not from the executor's delay."""
+
+
 def in_middleware_s(info: Any) -> float:
     """Seconds from the middleware's receipt of a message (``info['received_timestamp']``, ns of
-    the system clock) to now; 0 where the middleware reports none."""
+    the system clock) to now; 0 where the middleware reports none or an implausible one."""
     received_ns = info.get("received_timestamp", 0) if info else 0
-    return max(time.time() - received_ns * 1e-9, 0.0) if received_ns > 0 else 0.0
+    if received_ns <= 0:
+        return 0.0
+    waited_s = max(time.time() - received_ns * 1e-9, 0.0)
+    return waited_s if waited_s <= MAX_IN_MIDDLEWARE_S else 0.0
 
 
 def _bind(method: Callable[..., None], camera: str) -> Callable[..., None]:
