@@ -325,6 +325,13 @@ def test_bad_frames_are_counted_in_diagnostics_and_produce_no_outputs(harness: H
     harness.send_and_wait()  # the node keeps running
 
 
+def test_the_node_gives_the_executor_no_event_handlers_of_its_own(harness: Harness) -> None:
+    """ros/event_callbacks.py: the outputs and camera subscriptions have none; what is left is
+    rclpy's default pair on its own /parameter_events publisher."""
+    assert harness.node.publishers and harness.node.subscriptions
+    assert len(list(harness.node.waitables)) <= 2
+
+
 def _send_until_counted(harness: Harness, msg, what: str) -> None:
     """Publish ``msg`` until the node's diagnostics count one more invalid frame (best effort
     may lose a frame)."""

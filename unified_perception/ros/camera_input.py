@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from unified_perception.ros.event_callbacks import quiet_subscription
 from unified_perception.ros.received import SerializedCameraMessage, subscribes_raw
 from unified_perception.topics import CAMERA_IMAGE, CAMERA_IMAGE_COMPRESSED, CAMERA_INFO, camera_topic
 
@@ -118,20 +119,22 @@ def subscribe(node: Node, inputs: CameraInputs, transport: str) -> list[Any]:
     subscriptions = []
     for camera in inputs.cameras:
         offer = _bind(inputs.offer_frame, camera)
+        topic = camera_topic(camera, image_name)
+        events = quiet_subscription()
         if raw:
             subscriptions.append(node.create_subscription(
-                image_type, camera_topic(camera, image_name), _serialized(offer, compressed),
-                SENSOR_QOS, raw=True))
+                image_type, topic, _serialized(offer, compressed), SENSOR_QOS, raw=True,
+                event_callbacks=events))
         elif MESSAGE_INFO:
             subscriptions.append(node.create_subscription(
-                image_type, camera_topic(camera, image_name),
-                lambda msg, info, offer=offer: offer(msg, in_middleware_s(info)), SENSOR_QOS))
+                image_type, topic, lambda msg, info, offer=offer: offer(msg, in_middleware_s(info)),
+                SENSOR_QOS, event_callbacks=events))
         else:
             subscriptions.append(node.create_subscription(
-                image_type, camera_topic(camera, image_name), offer, SENSOR_QOS))
+                image_type, topic, offer, SENSOR_QOS, event_callbacks=events))
         subscriptions.append(node.create_subscription(
             CameraInfo, camera_topic(camera, CAMERA_INFO), _bind(inputs.offer_info, camera),
-            SENSOR_QOS))
+            SENSOR_QOS, event_callbacks=quiet_subscription()))
     return subscriptions
 
 

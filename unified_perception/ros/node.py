@@ -28,6 +28,7 @@ from unified_perception.ros.diagnostics import (
     CLEANED_UP, INACTIVE, NOT_CONFIGURED, IdleStatus, diagnostics_message, idle_message,
     model_not_loaded)
 from unified_perception.ros.pipeline import FramePipeline
+from unified_perception.ros.event_callbacks import quiet_publisher
 from unified_perception.ros.publishers import OUTPUT_QOS, OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.ros.worker import InferenceWorker
@@ -60,7 +61,7 @@ class PerceptionNode(LifecycleNode):
         self._stats = RunStats()
         self._idle: IdleStatus | None = NOT_CONFIGURED    # why no frame is processed; None: active
         self._diagnostics = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS.name,
-                                                  OUTPUT_QOS)
+                                                  OUTPUT_QOS, event_callbacks=quiet_publisher())
         self._diagnostics_timer = self.create_timer(self.settings.diagnostics_period_s,
                                                     self._publish_diagnostics)
 

@@ -20,6 +20,7 @@ from visualization_msgs.msg import Marker
 
 from unified_perception import topics
 from unified_perception.ros.builders import AckermannDriveStamped, TFMessage
+from unified_perception.ros.event_callbacks import quiet_publisher
 
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
@@ -45,7 +46,8 @@ class TopicPublisher:
                  qos: QoSProfile = OUTPUT_QOS) -> None:
         self.spec = spec
         self.name = name
-        self._pub = node.create_lifecycle_publisher(_MSG_TYPES[spec.msg_type], name, qos)
+        self._pub = node.create_lifecycle_publisher(_MSG_TYPES[spec.msg_type], name, qos,
+                                                    event_callbacks=quiet_publisher())
 
     def wanted(self) -> bool:
         """True when at least one subscriber listens."""
