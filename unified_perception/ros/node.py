@@ -27,8 +27,8 @@ from unified_perception.ros.camera_input import CameraInputs
 from unified_perception.ros.diagnostics import (
     CLEANED_UP, INACTIVE, NOT_CONFIGURED, IdleStatus, diagnostics_message, idle_message,
     model_not_loaded)
-from unified_perception.ros.pipeline import FramePipeline
 from unified_perception.ros.event_callbacks import quiet_publisher
+from unified_perception.ros.pipeline import FramePipeline
 from unified_perception.ros.publishers import OUTPUT_QOS, OutputPublishers
 from unified_perception.ros.vehicle import VehicleOutputs
 from unified_perception.ros.worker import InferenceWorker
