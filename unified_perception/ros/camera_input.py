@@ -116,22 +116,13 @@ def subscribe(node: Node, inputs: CameraInputs, transport: str) -> list[Any]:
     image_type, image_name = ((CompressedImage, CAMERA_IMAGE_COMPRESSED) if compressed
                               else (Image, CAMERA_IMAGE))
     raw = subscribes_raw(node)
+    taken_as = {"raw": True} if raw else {}     # rclpy without ``raw`` takes no such keyword
     subscriptions = []
     for camera in inputs.cameras:
-        offer = _bind(inputs.offer_frame, camera)
-        topic = camera_topic(camera, image_name)
-        events = quiet_subscription()
-        if raw:
-            subscriptions.append(node.create_subscription(
-                image_type, topic, _serialized(offer, compressed), SENSOR_QOS, raw=True,
-                event_callbacks=events))
-        elif MESSAGE_INFO:
-            subscriptions.append(node.create_subscription(
-                image_type, topic, lambda msg, info, offer=offer: offer(msg, in_middleware_s(info)),
-                SENSOR_QOS, event_callbacks=events))
-        else:
-            subscriptions.append(node.create_subscription(
-                image_type, topic, offer, SENSOR_QOS, event_callbacks=events))
+        subscriptions.append(node.create_subscription(
+            image_type, camera_topic(camera, image_name),
+            _frame_callback(_bind(inputs.offer_frame, camera), raw, compressed), SENSOR_QOS,
+            event_callbacks=quiet_subscription(), **taken_as))
         subscriptions.append(node.create_subscription(
             CameraInfo, camera_topic(camera, CAMERA_INFO), _bind(inputs.offer_info, camera),
             SENSOR_QOS, event_callbacks=quiet_subscription()))
@@ -162,8 +153,13 @@ def _bind(method: Callable[..., None], camera: str) -> Callable[..., None]:
     return lambda msg, *waited: method(camera, msg, *waited)
 
 
-def _serialized(offer: Callable[..., None], compressed: bool) -> Callable[..., None]:
+def _frame_callback(offer: Callable[..., None], raw: bool, compressed: bool) -> Callable[..., None]:
+    """The image subscription's callback: ``offer`` the message (wrapped as a
+    :class:`SerializedCameraMessage` when taken ``raw``), with its time in the middleware where
+    rclpy passes the ``MessageInfo``."""
+    def message(msg: Any) -> Any:
+        return SerializedCameraMessage(msg, compressed) if raw else msg
+
     if MESSAGE_INFO:
-        return lambda data, info: offer(SerializedCameraMessage(data, compressed),
-                                        in_middleware_s(info))
-    return lambda data: offer(SerializedCameraMessage(data, compressed))
+        return lambda msg, info: offer(message(msg), in_middleware_s(info))
+    return lambda msg: offer(message(msg))
