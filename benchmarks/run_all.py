@@ -29,7 +29,8 @@ size is the demo's and the must-show checks use it):
 7. GPU rows (CUDA / TensorRT fp16 and INT8, 192x640 and 384x1024, batch 1 and 6, engine cache on the
    second start) when a GPU provider is available; otherwise listed as not run, with the reason;
 8. the trained model (``models/unified_synthetic_resnet18.onnx`` or ``--trained``) and its INT8
-   version replayed and scored on 36 held-out drives (rendered once into ``--drive-cache``).
+   version replayed and scored on 36 held-out drives (rendered once into ``--drive-cache``), and
+   how far the INT8 odometry moves from the float32 odometry (the float32 trajectory as reference).
 
 Writes ``--out``/run_all.json and RESULTS.md (default: benchmarks/results/ and benchmarks/RESULTS.md).
 """
@@ -330,6 +331,7 @@ def trained_section(model: Path, work: Path, effort: Effort, drive_cache: Path =
     assert cli_main(["quantize", str(model), "--calibration", str(calibration), "--out", str(int8),
                      "--frames", str(effort.calibration_frames)]) == 0
     metrics: dict[str, dict[int, dict[str, Any]]] = {"float32": {}, "INT8": {}}
+    trajectories: dict[int, dict[str, np.ndarray]] = {}
     for seed in tqdm(HELD_OUT_DRIVE_SEEDS, desc="held-out drives", unit="drive"):
         drive = held_out_drive(drive_cache, seed, size)
         for name, path in (("float32", model), ("INT8", int8)):
@@ -337,7 +339,67 @@ def trained_section(model: Path, work: Path, effort: Effort, drive_cache: Path =
             assert cli_main(["replay", str(drive), "--model", str(path), "--out", str(pred), "--quiet",
                              "--no-figures"]) == 0
             metrics[name][seed] = json.loads((Path(f"{pred}_report") / "metrics.json").read_text())
-    return trained_rows(model.name, metrics), metrics
+        trajectories[seed] = predicted_trajectories(
+            {name: work / f"trained_pred_{name}_{seed}" for name in metrics}, drive)
+    rows = trained_rows(model.name, metrics)
+    if all(len(t) == 3 for t in trajectories.values()):
+        rows.append(odometry_agreement(rows[0].section, list(trajectories.values())))
+    return rows, metrics
+
+
+def predicted_trajectories(pred_bags: dict[str, Path], drive: Path) -> dict[str, np.ndarray]:
+    """``{precision: [N, 4, 4] T_odom_base, "truth": [N, 4, 4]}`` of one drive at the stamps every
+    prediction bag has odometry for (the first predicted pose moved onto the true one, as the
+    evaluation scores it); empty when a bag has no odometry."""
+    from unified_perception.data.rosbag_topics import load_rosbag_topics
+    from unified_perception.eval.bag_frames import FramePairs
+
+    series = {}
+    for name, bag in pred_bags.items():
+        with FramePairs(bag, drive, load_rosbag_topics(None)) as pairs:
+            poses = pairs.poses()
+        if poses is None:
+            return {}
+        series[name] = poses
+    common = series[next(iter(series))][1].stamp_ns
+    for pred, _ in series.values():
+        common = np.intersect1d(common, pred.stamp_ns)
+    out: dict[str, np.ndarray] = {}
+    for name, (pred, truth) in series.items():
+        T_pred = pred.T[np.isin(pred.stamp_ns, common)]
+        T_true = truth.T[np.isin(truth.stamp_ns, common)]
+        out[name] = T_true[0] @ np.linalg.inv(T_pred[0]) @ T_pred
+        out["truth"] = T_true
+    return out
+
+
+def path_length_m(poses: np.ndarray) -> float:
+    """Summed frame-to-frame translation (m) of ``[N, 4, 4]`` poses."""
+    steps = np.linalg.inv(poses[:-1]) @ poses[1:]
+    return float(np.linalg.norm(steps[:, :3, 3], axis=1).sum())
+
+
+def odometry_agreement(section: str, drives: list[dict[str, np.ndarray]]) -> Row:
+    """How far the INT8 model's odometry moves from the float32 model's on the same drives (the
+    float32 trajectory as the reference), against float32's own error: ATE (SE(3)-aligned) and
+    RPE translation of INT8 against float32, the path length ratio, and what that implies for
+    scoring ATE: the spread of the per-drive relative ATE change and the drives that would put two
+    standard errors of its mean under 1 %."""
+    from unified_perception.eval.metrics.odometry import absolute_trajectory_error, relative_pose_error
+
+    ate_pair = [absolute_trajectory_error(d["INT8"], d["float32"]) for d in drives]
+    rpe_pair = [relative_pose_error(d["INT8"], d["float32"]).trans_rmse_m for d in drives]
+    ate_float = np.array([absolute_trajectory_error(d["float32"], d["truth"]) for d in drives])
+    ate_int8 = np.array([absolute_trajectory_error(d["INT8"], d["truth"]) for d in drives])
+    length = sum(path_length_m(d["INT8"]) for d in drives) / sum(path_length_m(d["float32"]) for d in drives)
+    change_sd = float(np.std(ate_int8 / ate_float - 1.0, ddof=1)) if len(drives) > 1 else float("nan")
+    needed = int(np.ceil((2.0 * change_sd / 0.01) ** 2)) if np.isfinite(change_sd) else 0
+    return Row(section, "odometry: INT8 trajectory against float32's", round(float(np.mean(ate_pair)), 4), "m",
+               None, f"ATE with float32's trajectory as the reference, mean over the drives (max "
+               f"{max(ate_pair):.3f} m; float32 against the truth {ate_float.mean():.3f} m); RPE "
+               f"translation {np.mean(rpe_pair) * 1e3:.1f} mm per frame; path length INT8 / float32 "
+               f"{length:.4f}; the per-drive ATE change has a standard deviation of {change_sd:.1%}, "
+               f"so its mean needs about {needed} drives for two standard errors under 1 %")
 
 
 BOOTSTRAP_RESAMPLES = 10_000

@@ -36,8 +36,8 @@ metric within 0.7 % but ATE -2.0 % (its per-drive changes: -0.8 +- 1.3 % standar
 on an x86 CPU without it. The ``tensorrt`` target keeps 8-bit weights (GPUs accumulate in int32).
 
 Last, the pose translation's scale is corrected against the float model on the calibration frames
-(``deploy.pose_correction``): quantized features shrink the predicted translation slightly and
-consistently, and odometry integrates it.
+(``deploy.pose_correction``): quantized features change the predicted translation's length
+slightly and consistently, and odometry integrates it.
 """
 
 from __future__ import annotations
