@@ -570,11 +570,14 @@ def worsening(item: str, change: float) -> float:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    what = ("the trained model and its INT8 file replayed through the runtime, ONNX Runtime CPU provider"
+            if report.get("trained_only") else
+            f"resnet18 models with the `{report['preset']}` heads and random weights, runtime engine on the "
+            f"ONNX Runtime CPU provider, intra-op threads {report['threads'] or 'default'}; p50 of "
+            f"interleaved rounds")
     lines = ["# Benchmarks: the unified encoder, side by side", "",
              f"Machine: {machine_line(report['machine'])}.", "",
-             f"Command: `{report['command']}` ({report['seconds']:.0f} s; resnet18 models with the "
-             f"`{report['preset']}` heads and random weights, runtime engine on the ONNX Runtime CPU provider, "
-             f"intra-op threads {report['threads'] or 'default'}; p50 of interleaved rounds).", "",
+             f"Command: `{report['command']}` ({report['seconds']:.0f} s; {what}).", "",
              "## Must show (demo size " + report["demo_size"] + ")", "",
              "| ratio | measured | target | met |", "|---|---:|---:|---|"]
     lines += [f"| {c['check']} | {c['value'] if c['value'] is not None else '-'} | <= {c['threshold']} | "
@@ -625,7 +628,7 @@ def main() -> int:
     sizes = args.sizes or (["96x320"] if args.quick else ["96x320", "192x640"])
     start = time.perf_counter()
     report: dict[str, Any] = {"machine": machine(), "demo_size": sizes[0], "threads": args.threads,
-                              "preset": args.preset,
+                              "preset": args.preset, "trained_only": args.trained_only,
                               "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:])}
     rows: list[Row] = []
     agreement = {}
