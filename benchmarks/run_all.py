@@ -32,7 +32,8 @@ the must-show checks use it):
 7. GPU rows (CUDA / TensorRT fp16 and INT8, 192x640 and 384x1024, batch 1 and 6, engine cache on the
    second start) when a GPU provider is available; otherwise listed as not run, with the reason;
 8. the trained model (``models/unified_synthetic_resnet18.onnx`` or ``--trained``) and its INT8
-   version replayed and scored on 36 held-out drives (rendered once into ``--drive-cache``), and
+   version replayed and scored on 36 held-out drives (``--held-out-drives N`` for more; rendered
+   once into ``--drive-cache``; ``--trained-only``: this section alone), and
    how far the INT8 odometry moves from the float32 odometry (the float32 trajectory as reference).
 
 Writes ``--out``/run_all.json and RESULTS.md (default: benchmarks/results/ and benchmarks/RESULTS.md).
@@ -603,7 +604,7 @@ def markdown(report: dict[str, Any]) -> str:
             if report.get("trained_only") else
             f"resnet18 models with the `{report['preset']}` heads and random weights, runtime engine on the "
             f"ONNX Runtime CPU provider, intra-op threads {report['threads'] or 'default'}; p50 of "
-            f"interleaved rounds")
+            f"interleaved rounds, ratios of two candidates the median of the per-round ratios")
     lines = ["# Benchmarks: the unified encoder, side by side", "",
              f"Machine: {machine_line(report['machine'])}.", "",
              f"Command: `{report['command']}` ({report['seconds']:.0f} s; {what}).", "",
