@@ -312,7 +312,8 @@ def precision_section(size: str, work: Path, effort: Effort, threads: int) -> tu
     rows = [Row(section, "float32", ref, "ms", 1.0),
             Row(section, "INT8 QDQ (convolutions int8 per channel)", p50(ms["INT8 (QDQ)"]), "ms",
                 paired_ratio(ms["INT8 (QDQ)"], ms["float32"]),
-                f"ratio {PAIRED_NOTE} (of the p50s: {ratio(p50(ms['INT8 (QDQ)']), ref)}); vs float32 on {a.frames} held-out frames: depth rel. error {a.depth_rel_error:.4f}, "
+                f"ratio {PAIRED_NOTE} (of the p50s: {ratio(p50(ms['INT8 (QDQ)']), ref)}); vs float32 on "
+                f"{a.frames} held-out frames: depth rel. error {a.depth_rel_error:.4f}, "
                 f"semantic agreement {a.semantic_agreement:.2%}, pose diff <= {a.pose_translation_m * 1e3:.2f} mm / "
                 f"{a.pose_rotation_deg:.3f} deg, steering diff <= {a.steering_abs_rad:.4f} rad; "
                 f"quantize took {quantize_s:.0f} s"),
@@ -385,6 +386,7 @@ def predicted_trajectories(pred_bags: dict[str, Path], drive: Path) -> dict[str,
     evaluation scores it); empty when a bag has no odometry."""
     from unified_perception.data.rosbag_topics import load_rosbag_topics
     from unified_perception.eval.bag_frames import FramePairs
+    from unified_perception.eval.scoring import start_aligned
 
     series = {}
     for name, bag in pred_bags.items():
@@ -396,13 +398,11 @@ def predicted_trajectories(pred_bags: dict[str, Path], drive: Path) -> dict[str,
     common = series[next(iter(series))][1].stamp_ns
     for pred, _ in series.values():
         common = np.intersect1d(common, pred.stamp_ns)
-    out: dict[str, np.ndarray] = {}
-    for name, (pred, truth) in series.items():
-        T_pred = pred.T[np.isin(pred.stamp_ns, common)]
-        T_true = truth.T[np.isin(truth.stamp_ns, common)]
-        out[name] = T_true[0] @ np.linalg.inv(T_pred[0]) @ T_pred
-        out["truth"] = T_true
-    return out
+    truth = next(iter(series.values()))[1]      # the drive's poses: the same for every bag
+    T_true = truth.T[np.isin(truth.stamp_ns, common)]
+    out = {name: start_aligned(pred.T[np.isin(pred.stamp_ns, common)], T_true)
+           for name, (pred, _) in series.items()}
+    return {**out, "truth": T_true}
 
 
 def path_length_m(poses: np.ndarray) -> float:

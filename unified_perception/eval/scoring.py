@@ -113,10 +113,15 @@ class TrajectoryScores:
     baseline_poses: np.ndarray
 
 
+def start_aligned(poses_pred: np.ndarray, poses_gt: np.ndarray) -> np.ndarray:
+    """``[N, 4, 4]`` predicted poses moved rigidly so that the first one is the true first pose
+    (``T_gt_0 @ inv(T_pred_0) @ T_pred_i``): both trajectories start together."""
+    return poses_gt[0] @ np.linalg.inv(poses_pred[0]) @ poses_pred
+
+
 def score_trajectory(pred: PoseSeries, gt: PoseSeries) -> TrajectoryScores:
     """Score predicted against true poses (paired by index), and the identity baseline."""
-    T_align = gt.T[0] @ np.linalg.inv(pred.T[0])
-    aligned = T_align @ pred.T
+    aligned = start_aligned(pred.T, gt.T)
     still = identity_trajectory(gt.T[0], len(gt.T))
     stamps_s = gt.stamp_ns.astype(np.float64) * 1e-9
     model_acc, baseline_acc = TrajectoryAccumulator(), TrajectoryAccumulator()
