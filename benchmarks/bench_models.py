@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,7 +144,18 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(), "onnxruntime": ort.__version__,
         "ort_providers": ort.get_available_providers(), "numpy": np.__version__,
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "gpus": gpus(),
     }
+
+
+def gpus() -> list[str]:
+    """``name, driver, memory`` of each NVIDIA GPU as ``nvidia-smi`` lists them (empty without one)."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in listing.stdout.splitlines() if line.strip()] if listing.returncode == 0 else []
 
 
 def machine_line(info: dict[str, Any]) -> str:
@@ -151,4 +163,4 @@ def machine_line(info: dict[str, Any]) -> str:
     return (f"{info['cpu']}, {info['cores']} cores ({', '.join(info['isa']) or 'no AVX'}), "
             f"Python {info['python']}, onnxruntime {info['onnxruntime']} "
             f"({', '.join(info['ort_providers'])}), 1-min load average {info['load_average_1min']} "
-            f"at the start")
+            f"at the start" + (f"; GPU: {'; '.join(info['gpus'])}" if info.get("gpus") else ""))

@@ -29,8 +29,11 @@ the must-show checks use it):
 6. the compute floor: total GFLOPs / the GFLOP/s the bare encoder reaches, and the model's ratio;
    the floor and INT8 / float32 again for cores that run nothing else (``intra_op_spinning``:
    threads spin-wait between the operators of a call);
-7. GPU rows (CUDA / TensorRT fp16 and INT8, 192x640 and 384x1024, batch 1 and 6, engine cache on the
-   second start) when a GPU provider is available; otherwise listed as not run, with the reason;
+7. GPU rows when onnxruntime's CUDA provider is available (``--gpu-only``: these alone): unified
+   vs seven dedicated and the temporal state vs re-encoding on CUDA at batch 1; CUDA fp32 and
+   TensorRT fp16 / INT8 at 192x640 and 384x1024, batch 1 and 6, the TensorRT engine cache on the
+   second start, the temporal state on the device vs host copies; a provider that cannot start
+   gets a row saying why; without a GPU provider one row says so;
 8. the trained model (``models/unified_synthetic_resnet18.onnx`` or ``--trained``) and its INT8
    version replayed and scored on 36 held-out drives (``--held-out-drives N`` for more; rendered
    once into ``--drive-cache``; ``--trained-only``: this section alone), and
@@ -42,6 +45,7 @@ Writes ``--out``/run_all.json and RESULTS.md (default: benchmarks/results/ and b
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import shutil
 import sys
@@ -49,7 +53,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -117,18 +121,22 @@ PAIRED_NOTE = "median of the per-round ratios"
 """How the ratio sections' ratios are taken (:func:`paired_ratio`)."""
 
 
-def dedicated_section(size: str, work: Path, effort: Effort, threads: int) -> list[Row]:
-    """Unified pass vs each dedicated model and their sum."""
+def dedicated_section(size: str, work: Path, effort: Effort, threads: int,
+                      open_engine: Callable[[Path], InferenceEngine] | None = None,
+                      prefix: str = "") -> list[Row]:
+    """Unified pass vs each dedicated model and their sum (engines from ``open_engine``, default
+    the CPU provider; ``prefix`` starts the section's name)."""
     h, w = parse_size(size)
+    open_engine = open_engine or (lambda path: cpu_engine(path, threads))
     paths = {"unified": export_bench_model(h, w, work),
              **{t: export_bench_model(h, w, work, task=t) for t in DEDICATED_TASKS}}
-    engines = {name: cpu_engine(path, threads) for name, path in paths.items()}
+    engines = {name: open_engine(path) for name, path in paths.items()}
     ms = interleaved_ms({n: engine_step(e) for n, e in engines.items()}, effort.paired_rounds, 1)
     for engine in engines.values():
         engine.close()
     total = sum(p50(ms[t]) for t in DEDICATED_TASKS)
     per_round_total = np.sum([ms[t] for t in DEDICATED_TASKS], axis=0)
-    section = f"unified vs seven dedicated models, {size}"
+    section = f"{prefix}unified vs seven dedicated models, {size}"
     rows = [Row(section, f"dedicated {t}", p50(ms[t]), "ms") for t in DEDICATED_TASKS]
     rows.append(Row(section, "seven dedicated models, sum", round(total, 2), "ms"))
     rows.append(Row(section, "unified pass (all tasks + steering)", p50(ms["unified"]), "ms",
@@ -138,11 +146,15 @@ def dedicated_section(size: str, work: Path, effort: Effort, threads: int) -> li
     return rows
 
 
-def encoder_section(size: str, work: Path, effort: Effort, threads: int) -> tuple[list[Row], dict[str, float]]:
-    """State-cached unified pass vs the same plus one and two more encoder passes per frame."""
+def encoder_section(size: str, work: Path, effort: Effort, threads: int,
+                    open_engine: Callable[[Path], InferenceEngine] | None = None,
+                    prefix: str = "") -> tuple[list[Row], dict[str, float]]:
+    """State-cached unified pass vs the same plus one and two more encoder passes per frame
+    (engines from ``open_engine``, default the CPU provider; ``prefix`` starts the section's name)."""
     h, w = parse_size(size)
-    unified = cpu_engine(export_bench_model(h, w, work), threads)
-    encoder = cpu_engine(export_bench_model(h, w, work, task="steering"), threads)
+    open_engine = open_engine or (lambda path: cpu_engine(path, threads))
+    unified = open_engine(export_bench_model(h, w, work))
+    encoder = open_engine(export_bench_model(h, w, work, task="steering"))
     run_unified, run_encoder = engine_step(unified), engine_step(encoder, seed=1)
 
     def re_encode() -> None:
@@ -161,7 +173,7 @@ def encoder_section(size: str, work: Path, effort: Effort, threads: int) -> tupl
               "unified_encoder": float(unified.metadata.head_gflops.get("encoder", 0.0))}
     unified.close()
     encoder.close()
-    section = f"encoder once per frame vs re-encoding, {size}"
+    section = f"{prefix}encoder once per frame vs re-encoding, {size}"
     cached = p50(ms["cached"])
     rows = [
         Row(section, "one encoder pass (steering-only model)", p50(ms["encoder"]), "ms", None,
@@ -488,72 +500,112 @@ def held_out_drive(cache: Path, seed: int, size: str) -> Path:
     return drive
 
 
-def gpu_section(work: Path, effort: Effort) -> list[Row]:
-    """CUDA / TensorRT rows where onnxruntime offers them; otherwise one row saying why not."""
+def gpu_section(work: Path, effort: Effort, sizes: tuple[str, ...] = GPU_SIZES) -> list[Row]:
+    """GPU rows where onnxruntime offers the CUDA provider (TensorRT runs beside it); otherwise one
+    row saying why not. At the first size also the unified pass vs the seven dedicated models and
+    the encoder once per frame vs re-encoding, on CUDA at batch 1, as on the CPU."""
     available = ort.get_available_providers()
-    if not {"TensorrtExecutionProvider", "CUDAExecutionProvider"} & set(available):
+    if "CUDAExecutionProvider" not in available:
         return [Row("GPU", "CUDA fp32, TensorRT fp16 and TensorRT INT8 (QDQ, --target tensorrt) at "
-                    f"{' and '.join(GPU_SIZES)}, batch 1 and 6; TensorRT engine cache on the second "
+                    f"{' and '.join(sizes)}, batch 1 and 6; TensorRT engine cache on the second "
                     "start; temporal state on the device vs host copies", None, "ms", None,
-                    f"not run: this onnxruntime build offers {', '.join(available)} (no CUDA or "
-                    f"TensorRT provider; no GPU on this machine)")]
-    rows = []
-    for size in GPU_SIZES:
-        rows += _gpu_size_rows(size, work, effort, available)
+                    f"not run: this onnxruntime build offers {', '.join(available)} (no CUDA "
+                    f"provider; no GPU on this machine)")]
+
+    def cuda(path: Path) -> InferenceEngine:
+        return _gpu_engine(path, ("cuda",), work / "trt_cache", 1)
+
+    rows = dedicated_section(sizes[0], work, effort, 0, cuda, prefix="GPU (CUDA fp32): ")
+    print(f"{rows[-1].section}: done", flush=True)
+    rows += encoder_section(sizes[0], work, effort, 0, cuda, prefix="GPU (CUDA fp32): ")[0]
+    print(f"{rows[-1].section}: done", flush=True)
+    for size in sizes:
+        rows += _gpu_size_rows(size, work, effort)
+        print(f"GPU, {size}: done", flush=True)
     return rows
 
 
 def _gpu_engine(model: Path, providers: tuple[str, ...], cache: Path, batch: int,
                 state_on_device: bool | None = None) -> InferenceEngine:
-    return InferenceEngine(EngineConfig(str(model), providers=providers, trt_cache_dir=str(cache),
-                                        warmup_batch=batch, state_on_device=state_on_device),
-                           log=lambda _: None)
+    """The runtime engine on ``providers[0]``; raises ``RuntimeError`` (with ONNX Runtime's reason)
+    when the session fell back to another provider, so that no row is labelled with a provider it
+    did not run on."""
+    engine = InferenceEngine(EngineConfig(str(model), providers=providers, trt_cache_dir=str(cache),
+                                          warmup_batch=batch, state_on_device=state_on_device),
+                             log=lambda _: None)
+    if engine.active_provider != providers[0]:
+        reason = engine.provider_reason
+        engine.close()
+        raise RuntimeError(f"asked for {providers[0]}, runs on {engine.active_provider}: {reason}")
+    return engine
 
 
-def _gpu_size_rows(size: str, work: Path, effort: Effort, available: list[str]) -> list[Row]:
+def _gpu_latency_row(section: str, name: str, model: Path, provider: str, work: Path, batch: int,
+                     effort: Effort) -> Row:
+    """p50 ms of one engine call on ``batch`` frames, or a row saying why the provider did not run."""
+    try:
+        engine = _gpu_engine(model, (provider,), work / "trt_cache", batch)
+    except Exception as err:  # a provider that fails to start: the row says why
+        return Row(section, f"{name}, batch {batch}", None, "ms", None, f"failed: {err}"[:400])
+    ms = interleaved_ms({"x": engine_step(engine, batch)}, effort.rounds, effort.per_round)["x"]
+    engine.close()
+    return Row(section, f"{name}, batch {batch}", p50(ms), "ms per call", None,
+               f"{batch / p50(ms) * 1e3:.0f} frames/s; host pre-processing and output copies included")
+
+
+def _tensorrt_problem(model: Path, work: Path) -> str | None:
+    """Why TensorRT cannot run here (None when it can): not in this build, or its libraries fail
+    to load (ONNX Runtime then falls back to CUDA)."""
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        return "this onnxruntime build has no TensorRT provider"
+    provider_library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_tensorrt.so"
+    try:  # the dynamic loader names the first TensorRT library it cannot find
+        if provider_library.is_file():
+            ctypes.CDLL(str(provider_library))
+    except OSError as err:
+        if "cannot open shared object file" in str(err):
+            return f"the TensorRT provider's libraries do not load ({err}): TensorRT is not installed"
+    try:
+        _gpu_engine(model, ("tensorrt",), work / "trt_cache", 1).close()
+    except Exception as err:
+        return str(err)[:400]
+    return None
+
+
+def _gpu_size_rows(size: str, work: Path, effort: Effort) -> list[Row]:
     """Latency per provider and batch at ``size``, the engine cache and the device-side state."""
     from unified_perception.cli import main as cli_main
 
     h, w = parse_size(size)
     fp32 = export_bench_model(h, w, work)
-    bag, int8 = work / f"calibration_{size}", work / f"unified_{size}_int8_trt.onnx"
-    if not bag.exists():
-        assert cli_main(["synth", "--out", str(bag), "--frames", str(effort.calibration_frames),
-                         "--seed", "7", "--size", size, "--quiet"]) == 0
-    assert cli_main(["quantize", str(fp32), "--calibration", str(bag), "--out", str(int8),
-                     "--frames", str(effort.calibration_frames), "--target", "tensorrt"]) == 0
     section = f"GPU, {size}"
-    cases = {"CUDA fp32": (fp32, ("cuda",)), "TensorRT fp16": (fp32, ("tensorrt",)),
-             "TensorRT INT8 (QDQ file)": (int8, ("tensorrt",))}
-    rows = []
-    for name, (model, providers) in cases.items():
-        for batch in (1, 6):
-            try:
-                engine = _gpu_engine(model, providers, work / "trt_cache", batch)
-                ms = interleaved_ms({"x": engine_step(engine, batch)}, effort.rounds, effort.per_round)["x"]
-                rows.append(Row(section, f"{name}, batch {batch}", p50(ms), "ms per call", None,
-                                f"provider {engine.active_provider}; {batch / p50(ms) * 1e3:.0f} frames/s"))
-                engine.close()
-            except Exception as err:  # a provider that fails to build: the row says why
-                rows.append(Row(section, f"{name}, batch {batch}", None, "ms", None, f"failed: {err}"[:300]))
-    if "TensorrtExecutionProvider" in available:
-        cache = work / f"trt_cache_fresh_{size}"
-        starts = []
+    rows = [_gpu_latency_row(section, "CUDA fp32", fp32, "cuda", work, batch, effort) for batch in (1, 6)]
+    if trt_problem := _tensorrt_problem(fp32, work):
+        rows.append(Row(section, "TensorRT fp16 and INT8 (QDQ file), batch 1 and 6; engine cache on "
+                        "the second start", None, "ms", None, f"not run: {trt_problem}"))
+    else:
+        bag, int8 = work / f"calibration_{size}", work / f"unified_{size}_int8_trt.onnx"
+        if not bag.exists():
+            assert cli_main(["synth", "--out", str(bag), "--frames", str(effort.calibration_frames),
+                             "--seed", "7", "--size", size, "--quiet"]) == 0
+        assert cli_main(["quantize", str(fp32), "--calibration", str(bag), "--out", str(int8),
+                         "--frames", str(effort.calibration_frames), "--target", "tensorrt"]) == 0
+        for name, model in {"TensorRT fp16": fp32, "TensorRT INT8 (QDQ file)": int8}.items():
+            rows += [_gpu_latency_row(section, name, model, "tensorrt", work, batch, effort) for batch in (1, 6)]
+        cache, starts = work / f"trt_cache_fresh_{size}", []
         for _ in range(2):
             begin = time.perf_counter()
             _gpu_engine(fp32, ("tensorrt",), cache, 1).close()
             starts.append(time.perf_counter() - begin)
         rows.append(Row(section, "TensorRT fp16 start: first (builds) vs second (cache)", round(starts[1], 2),
                         "s", ratio(starts[1], starts[0]), f"first start {starts[0]:.1f} s"))
-    if "CUDAExecutionProvider" in available:
-        engines = {on: _gpu_engine(fp32, ("cuda",), work / "trt_cache", 1, on) for on in (True, False)}
-        ms = interleaved_ms({str(on): engine_step(e) for on, e in engines.items()}, effort.rounds,
-                            effort.per_round)
-        rows.append(Row(section, "CUDA, temporal state on the device (I/O binding)", p50(ms["True"]), "ms",
-                        ratio(p50(ms["True"]), p50(ms["False"])),
-                        f"ratio = device state / host copies ({p50(ms['False'])} ms)"))
-        for engine in engines.values():
-            engine.close()
+    engines = {on: _gpu_engine(fp32, ("cuda",), work / "trt_cache", 1, on) for on in (True, False)}
+    ms = interleaved_ms({str(on): engine_step(e) for on, e in engines.items()}, effort.paired_rounds, 1)
+    rows.append(Row(section, "CUDA, temporal state on the device (I/O binding)", p50(ms["True"]), "ms",
+                    paired_ratio(ms["True"], ms["False"]),
+                    f"ratio = device state / host copies ({p50(ms['False'])} ms), {PAIRED_NOTE}"))
+    for engine in engines.values():
+        engine.close()
     return rows
 
 
@@ -602,16 +654,20 @@ def worsening(item: str, change: float) -> float:
 def markdown(report: dict[str, Any]) -> str:
     what = ("the trained model and its INT8 file replayed through the runtime, ONNX Runtime CPU provider"
             if report.get("trained_only") else
+            f"resnet18 models with the `{report['preset']}` heads and random weights, runtime engine on "
+            f"ONNX Runtime's GPU providers; p50 of interleaved rounds, ratios of two candidates the median "
+            f"of the per-round ratios" if report.get("gpu_only") else
             f"resnet18 models with the `{report['preset']}` heads and random weights, runtime engine on the "
             f"ONNX Runtime CPU provider, intra-op threads {report['threads'] or 'default'}; p50 of "
             f"interleaved rounds, ratios of two candidates the median of the per-round ratios")
     lines = ["# Benchmarks: the unified encoder, side by side", "",
              f"Machine: {machine_line(report['machine'])}.", "",
-             f"Command: `{report['command']}` ({report['seconds']:.0f} s; {what}).", "",
-             "## Must show (demo size " + report["demo_size"] + ")", "",
-             "| ratio | measured | target | met |", "|---|---:|---:|---|"]
-    lines += [f"| {c['check']} | {c['value'] if c['value'] is not None else '-'} | <= {c['threshold']} | "
-              f"{'yes' if c['met'] else 'no'} |" for c in report["must_show"]]
+             f"Command: `{report['command']}` ({report['seconds']:.0f} s; {what})."]
+    if report["must_show"]:
+        lines += ["", "## Must show (demo size " + report["demo_size"] + ")", "",
+                  "| ratio | measured | target | met |", "|---|---:|---:|---|"]
+        lines += [f"| {c['check']} | {c['value'] if c['value'] is not None else '-'} | <= {c['threshold']} | "
+                  f"{'yes' if c['met'] else 'no'} |" for c in report["must_show"]]
     section = None
     for row in report["rows"]:
         if row["section"] != section:
@@ -644,27 +700,37 @@ def main() -> int:
                              f"each on a 2-core CPU, plus 5 s to render one the first time)")
     parser.add_argument("--trained-only", action="store_true",
                         help="only the trained model's section (no speed sections, no GPU rows)")
+    parser.add_argument("--gpu-only", action="store_true",
+                        help="only the GPU rows (CUDA / TensorRT; sizes from --sizes, default "
+                             f"{' '.join(GPU_SIZES)})")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the exported models, reused when they are there "
+                             "(default: a temporary folder)")
     parser.add_argument("--drive-cache", type=Path, default=DRIVE_CACHE,
                         help="folder the held-out drives are rendered into once and reused from "
                              f"(default {DRIVE_CACHE.relative_to(REPO)})")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
+    if args.gpu_only and args.trained_only:
+        parser.error("--gpu-only and --trained-only exclude each other")
     if args.held_out_drives < 2:
         parser.error(f"--held-out-drives must be at least 2, got {args.held_out_drives}")
     seeds = tuple(range(HELD_OUT_DRIVE_SEEDS[0], HELD_OUT_DRIVE_SEEDS[0] + args.held_out_drives))
     bench_models.use_preset(args.preset)
     effort = QUICK if args.quick else FULL
-    sizes = args.sizes or (["96x320"] if args.quick else ["96x320", "192x640"])
+    sizes = args.sizes or (list(GPU_SIZES) if args.gpu_only else ["96x320"] if args.quick else ["96x320", "192x640"])
     start = time.perf_counter()
     report: dict[str, Any] = {"machine": machine(), "demo_size": sizes[0], "threads": args.threads,
                               "preset": args.preset, "trained_only": args.trained_only,
+                              "gpu_only": args.gpu_only,
                               "command": "python benchmarks/run_all.py " + " ".join(sys.argv[1:])}
     rows: list[Row] = []
     agreement = {}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for size in [] if args.trained_only else sizes:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for size in [] if args.trained_only or args.gpu_only else sizes:
             steps = [lambda: dedicated_section(size, work, effort, args.threads),
                      lambda: batch_section(size, work, effort, args.threads)]
             for step in steps:
@@ -680,15 +746,15 @@ def main() -> int:
                 rows += node_section(size, work, effort)
                 print(f"{size}: node done ({time.perf_counter() - start:.0f} s)", flush=True)
         trained = args.trained or REPO / "models" / "unified_synthetic_resnet18.onnx"
-        if trained.is_file():
+        if trained.is_file() and not args.gpu_only:
             trained_rows, report["trained_metrics"] = trained_section(trained, work, effort,
                                                                        args.drive_cache, seeds)
             rows += trained_rows
             print(f"trained model scored ({time.perf_counter() - start:.0f} s)", flush=True)
         if not args.trained_only:
-            rows += gpu_section(work, effort)
+            rows += gpu_section(work, effort, tuple(sizes) if args.gpu_only else GPU_SIZES)
     report["seconds"] = time.perf_counter() - start
-    report["must_show"] = must_show(rows, sizes[0], speed=not args.trained_only)
+    report["must_show"] = must_show(rows, sizes[0], speed=not (args.trained_only or args.gpu_only))
     report["int8_agreement"] = agreement
     report["rows"] = [asdict(r) for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
