@@ -48,6 +48,16 @@ def rpy_to_matrix(roll: np.ndarray | float, pitch: np.ndarray | float,
     ], -2)
 
 
+def matrix_to_rpy(R: np.ndarray) -> tuple[float, float, float]:
+    """``(roll, pitch, yaw)`` rad of one ``[3, 3]`` rotation, the inverse of :func:`rpy_to_matrix`
+    (pitch within [-pi/2, pi/2]; at pitch +-pi/2 roll is taken as 0)."""
+    m = np.asarray(R, dtype=np.float64)
+    pitch = math.asin(max(-1.0, min(1.0, -m[2, 0])))
+    if abs(m[2, 0]) > 1.0 - 1e-12:              # gimbal lock: only roll -+ yaw is defined
+        return 0.0, pitch, math.atan2(-m[0, 1], m[1, 1])
+    return math.atan2(m[2, 1], m[2, 2]), pitch, math.atan2(m[1, 0], m[0, 0])
+
+
 def quaternion_to_matrix(x: np.ndarray | float, y: np.ndarray | float, z: np.ndarray | float,
                          w: np.ndarray | float) -> np.ndarray:
     """``[..., 3, 3]`` rotation of quaternions (normalised here)."""

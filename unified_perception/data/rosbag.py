@@ -67,7 +67,7 @@ def _pose_matrix(msg: Any) -> np.ndarray:
     return make_transform(rotation, [pose.position.x, pose.position.y, pose.position.z])
 
 
-def _transform_matrix(transform: Any) -> np.ndarray:
+def transform_matrix(transform: Any) -> np.ndarray:
     """``[4, 4]`` of a geometry_msgs/Transform."""
     q, t = transform.rotation, transform.translation
     return make_transform(quaternion_to_matrix(q.x, q.y, q.z, q.w), [t.x, t.y, t.z])
@@ -230,7 +230,7 @@ class RosbagSequenceReader(SequenceDataset):
             if key == "odometry" and not base_frame:
                 base_frame = getattr(msg, "child_frame_id", "") or ""
             if key == "tf_static":
-                tf_edges.update({t.child_frame_id: (t.header.frame_id, _transform_matrix(t.transform))
+                tf_edges.update({t.child_frame_id: (t.header.frame_id, transform_matrix(t.transform))
                                  for t in getattr(msg, "transforms", ())})
             elif key not in image_keys:
                 values[key].append(self._small_value(key, conn, msg))

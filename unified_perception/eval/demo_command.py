@@ -248,13 +248,14 @@ def _render(path: Path, seed: int, frames: int, size: tuple[int, int]) -> None:
 
 
 def _replay(drive: Path, model: Path, predictions: Path, rate: float):
-    from unified_perception.eval.replay_input import InputBag
+    from unified_perception.eval.replay_input import InputBag, mount_as_recorded
     from unified_perception.eval.replay_live import LiveOptions, replay_live
     from unified_perception.eval.replay_settings import ReplayError, load_settings
 
     try:
         settings = load_settings(None)
         with InputBag(drive, None) as source:
+            settings = mount_as_recorded(settings, source)
             return replay_live(source, model, settings, predictions,
                                LiveOptions(rate=rate, domain_id=10 + os.getpid() % 90))
     except ReplayError as err:

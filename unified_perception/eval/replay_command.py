@@ -17,7 +17,7 @@ from pathlib import Path
 from unified_perception.bag_output import BagOutputError, check_output
 from unified_perception.contract import ContractError
 from unified_perception.eval.prediction_bag import ReplayCounts, open_prediction_bag
-from unified_perception.eval.replay_input import InputBag
+from unified_perception.eval.replay_input import InputBag, mount_as_recorded
 from unified_perception.eval.replay_offline import OfflineReplay, replay_offline
 from unified_perception.eval.replay_settings import ReplayError, ReplaySettings, load_settings
 from unified_perception.runtime.engine import EngineConfig, InferenceEngine, ModelLoadError
@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the synthetic bags' topics")
     parser.add_argument("--params", type=Path, default=None,
                         help="the node's params YAML (default: the package's config/car.yaml)")
+    parser.add_argument("--camera-mount", choices=("bag", "params"), default="bag",
+                        help="where the camera sits on the car: 'bag' (default) takes the bag's "
+                             "static transform base_frame_id -> camera (or the topic map's "
+                             "T_base_cam) where it has one, else the params; 'params' always takes "
+                             "camera_to_base_xyz / _rpy of the params")
     parser.add_argument("--live", action="store_true",
                         help="play the bag through the real node (a subprocess) and record its outputs")
     parser.add_argument("--rate", type=float, default=1.0,
@@ -57,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
         report = _check_options(args)
         settings = load_settings(args.params)
         with InputBag(args.bag, args.topics) as source:
+            if args.camera_mount == "bag":
+                settings = mount_as_recorded(settings, source)
             counts = _replay(args, source, settings)
             has_ground_truth = source.has_ground_truth
     except ReplayError as err:

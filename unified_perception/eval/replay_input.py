@@ -11,12 +11,15 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from unified_perception import topics
 from unified_perception.data.errors import DatasetConfigError, MissingFileError
+from unified_perception.data.rosbag import chain_transform, transform_matrix
 from unified_perception.data.rosbag_topics import GT_IMAGE_KEYS, RosbagTopics, load_rosbag_topics
-from unified_perception.eval.replay_settings import ReplayError
+from unified_perception.eval.replay_settings import ReplayError, ReplaySettings
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -94,6 +97,38 @@ class InputBag:
             self.close()
             raise ReplayError(f"camera topic '{self.image_topic}' of bag {self.path} has no messages")
 
+    def camera_mount(self, base_frame: str, optical_frame: str = "") -> tuple[np.ndarray, str] | None:
+        """The camera's mounting on the car as this bag records it: ``(T_base_cam [4, 4] float64,
+        where it came from)``, or None when the bag does not say.
+
+        ``T_base_cam`` of the topic map when given; else the chain ``base_frame`` -> the camera's
+        optical frame (``optical_frame``, or the first image's ``header.frame_id``) through the
+        bag's static transforms (the topic map's ``tf_static`` topic). Raises
+        :class:`ReplayError` when those messages cannot be read."""
+        if (given := self.topics.base_to_camera()) is not None:
+            return given, "T_base_cam of the topic map"
+        present = {c.topic for c in self._reader.connections}
+        if not self.topics.tf_static or self.topics.tf_static not in present:
+            return None
+        try:
+            if not optical_frame:
+                image_conns = [c for c in self._reader.connections if c.topic == self.image_topic]
+                for conn, _, raw in self._reader.messages(connections=image_conns):
+                    optical_frame = self._reader.deserialize(raw, conn.msgtype).header.frame_id
+                    break
+            edges: dict[str, tuple[str, np.ndarray]] = {}
+            tf_conns = [c for c in self._reader.connections if c.topic == self.topics.tf_static]
+            for conn, _, raw in self._reader.messages(connections=tf_conns):
+                for t in getattr(self._reader.deserialize(raw, conn.msgtype), "transforms", ()):
+                    edges[t.child_frame_id] = (t.header.frame_id, transform_matrix(t.transform))
+        except Exception as err:  # truncated chunks, bad CDR: rosbags raises assorted types
+            raise ReplayError(f"the static transforms of bag {self.path} cannot be read "
+                              f"({type(err).__name__}: {err}); it is corrupt or incomplete") from None
+        T = chain_transform(edges, base_frame, optical_frame) if optical_frame else None
+        if T is None:
+            return None
+        return T, f"{self.topics.tf_static} of the bag ({base_frame} -> {optical_frame})"
+
     def frames(self) -> Iterator[InputFrame]:
         """Camera frames in the bag's order (receive time). Raises :class:`ReplayError` when a
         message cannot be read (a corrupt bag)."""
@@ -129,6 +164,31 @@ class InputBag:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def mount_as_recorded(settings: ReplaySettings, source: InputBag,
+                      say: Callable[[str], None] = print) -> ReplaySettings:
+    """``settings`` with the camera mounted where ``source`` records it (:meth:`InputBag.camera_mount`
+    from ``settings.base_frame_id`` to the bag's camera frame), else unchanged; ``say`` gets one
+    line naming the mounting the replay uses. The odometry the node publishes is the base's, so a
+    mounting other than the recording's tilts and shifts every pose."""
+    found = source.camera_mount(settings.base_frame_id)
+    if found is None:
+        say(f"replay: camera mounting from the params (camera_to_base_xyz "
+            f"{_rounded(settings.camera_to_base_xyz)} m, camera_to_base_rpy "
+            f"{_rounded(settings.camera_to_base_rpy)} rad): bag {source.path} has no static "
+            f"transform from '{settings.base_frame_id}' to its camera")
+        return settings
+    T_base_cam, where = found
+    mounted = settings.with_camera_mount(T_base_cam)
+    say(f"replay: camera mounting from {where}: camera_to_base_xyz "
+        f"{_rounded(mounted.camera_to_base_xyz)} m, camera_to_base_rpy "
+        f"{_rounded(mounted.camera_to_base_rpy)} rad")
+    return mounted
+
+
+def _rounded(values: tuple[float, ...]) -> list[float]:
+    return [round(v, 4) + 0.0 for v in values]
 
 
 class _CameraInfos:

@@ -104,7 +104,8 @@ def replay_live(source: InputBag, model: Path, settings: ReplaySettings, out: Pa
                 options: LiveOptions) -> ReplayCounts:
     """Play ``source`` through the node, write the prediction bag ``out``; returns the counts."""
     with ros_environment(options.domain_id) as env:
-        node = NodeProcess(model, settings.params_file, source.camera, source.compressed, env)
+        node = NodeProcess(model, settings.params_file, source.camera, source.compressed, env,
+                           (settings.camera_to_base_xyz, settings.camera_to_base_rpy))
         spinner = None
         try:
             spinner = _Spinner(options.domain_id)

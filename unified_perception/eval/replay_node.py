@@ -19,7 +19,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from unified_perception.runtime.model_files import FASTDDS_PROFILE_VARIABLE, fastdds_profile_environment
 
@@ -49,7 +49,9 @@ class NodeProcess:
     """``unified-perception node`` with the replay's parameters; stop it with :meth:`stop`."""
 
     def __init__(self, model: Path, params_file: Path, camera: str, compressed: bool,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], camera_mount: tuple[Sequence[float], Sequence[float]] | None = None
+                 ) -> None:
+        """``camera_mount``: ``(camera_to_base_xyz, camera_to_base_rpy)`` over the params file's."""
         self._log = tempfile.NamedTemporaryFile(prefix="replay_node_", suffix=".log", delete=False)
         self.log_path = Path(self._log.name)
         command = [sys.executable, "-m", "unified_perception.cli", "node", "--ros-args",
@@ -58,6 +60,9 @@ class NodeProcess:
                    "-p", f"cameras:=['{camera}']",
                    "-p", f"transport:={'compressed' if compressed else 'raw'}",
                    "-p", "use_sim_time:=true"]
+        if camera_mount is not None:
+            for name, values in zip(("camera_to_base_xyz", "camera_to_base_rpy"), camera_mount):
+                command += ["-p", f"{name}:=[{', '.join(f'{float(v):.12f}' for v in values)}]"]
         self._process = subprocess.Popen(command, env=env, stdout=self._log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

@@ -9,14 +9,14 @@ modes run with the same values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import yaml
 
-from unified_perception.runtime.odometry import camera_to_base_extrinsic
+from unified_perception.runtime.odometry import camera_mount_pose, camera_to_base_extrinsic
 from unified_perception.runtime.steering import SteeringLimits
 
 PACKAGE = "unified_perception"
@@ -92,6 +92,12 @@ class ReplaySettings:
     def T_base_cam(self) -> np.ndarray:
         """``[4, 4] float64`` pose of the camera optical frame in base_link."""
         return camera_to_base_extrinsic(self.camera_to_base_xyz, self.camera_to_base_rpy)
+
+    def with_camera_mount(self, T_base_cam: np.ndarray) -> "ReplaySettings":
+        """These settings with the camera mounted at ``T_base_cam`` (``[4, 4]``, optical frame in
+        base_link): ``camera_to_base_xyz`` / ``_rpy`` as the node would be given them."""
+        xyz, rpy = camera_mount_pose(T_base_cam)
+        return replace(self, camera_to_base_xyz=xyz, camera_to_base_rpy=rpy)
 
 
 def load_settings(params_file: str | Path | None = None) -> ReplaySettings:

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from unified_perception.transforms import (
-    R_LINK_OPTICAL, invert_transform, make_transform, rotation_to_quaternion, rpy_to_matrix)
+    R_LINK_OPTICAL, invert_transform, make_transform, matrix_to_rpy, rotation_to_quaternion, rpy_to_matrix)
 
 
 def camera_to_base_extrinsic(xyz: Sequence[float], rpy: Sequence[float]) -> np.ndarray:
@@ -33,6 +33,14 @@ def camera_to_base_extrinsic(xyz: Sequence[float], rpy: Sequence[float]) -> np.n
         raise ValueError(f"camera mount pose needs 3 finite xyz (m) and 3 finite rpy (rad), "
                          f"got xyz={list(xyz)} rpy={list(rpy)}")
     return make_transform(rpy_to_matrix(*(float(v) for v in rpy)) @ R_LINK_OPTICAL, xyz)
+
+
+def camera_mount_pose(T_base_cam: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """``(xyz, rpy)`` of the ``base_link -> camera_link`` mount for a ``[4, 4]`` ``T_base_cam`` of
+    the OPTICAL frame: the inverse of :func:`camera_to_base_extrinsic` (m, rad)."""
+    T = np.asarray(T_base_cam, dtype=np.float64)
+    rpy = matrix_to_rpy(T[:3, :3] @ R_LINK_OPTICAL.T)
+    return tuple(float(v) for v in T[:3, 3]), rpy  # type: ignore[return-value]
 
 
 ORTHONORMAL_REFINE_MAX_ERROR = 1e-4
