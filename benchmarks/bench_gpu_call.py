@@ -15,6 +15,10 @@ binding), GPU with the state copied to the host, CPU -- and the largest relative
 depth, motion, scene flow and pose between them (device vs host state must be 0: same kernels, the
 state only stays where it is).
 
+On CUDA also: the session's start and a device-bound call under other CUDA provider options
+(ONNX Runtime's exhaustive cuDNN algorithm search, channels-last convolutions, TF32 off), and a
+batch-1 call replayed as a CUDA graph against the same call launched kernel by kernel.
+
     python benchmarks/bench_gpu_call.py [--sizes 192x640 384x1024] [--provider cuda] [--work DIR]
 
 Needs onnxruntime-gpu and a GPU for ``--provider cuda``; ``--provider cpu`` runs the same
@@ -36,7 +40,7 @@ import onnxruntime as ort
 
 from bench_models import engine_step, export_bench_model, machine, machine_line, parse_size
 from unified_perception.runtime.engine import CameraFrame, EngineConfig, InferenceEngine
-from unified_perception.runtime.providers import ORT_NAMES
+from unified_perception.runtime.providers import ORT_NAMES, cuda_options
 
 COMPARED_FIELDS = ("depth_m", "motion_prob", "scene_flow_m", "T_cam_prev_cam_cur")
 """Float outputs of :class:`FrameResult` compared between the engines of the sequence check."""
@@ -125,6 +129,61 @@ def state_parity(model: Path, provider: str, frames: int) -> dict[str, float]:
     return {k: round(v, 6) for k, v in worst.items()}
 
 
+CUDA_VARIANTS = {
+    "ONNX Runtime's defaults": {"cudnn_conv_algo_search": "EXHAUSTIVE"},
+    "heuristic algorithm search (the engine's)": {},
+    "channels-last convolutions (prefer_nhwc)": {"prefer_nhwc": "1"},
+    "TF32 off": {"use_tf32": "0"},
+}
+"""CUDA provider options compared by :func:`cuda_variants` (over the engine's :func:`cuda_options`)."""
+
+
+def cuda_session(model: Path, extra: dict[str, str] | None = None) -> ort.InferenceSession:
+    """A session on the CUDA provider with the engine's options and ``extra`` over them."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model), options, providers=[
+        ("CUDAExecutionProvider", {**cuda_options(), **(extra or {})}), "CPUExecutionProvider"])
+
+
+def cuda_variants(model: Path, calls: int) -> list[dict[str, Any]]:
+    """Per :data:`CUDA_VARIANTS`: the session's start (creation and first run, s) and the p50 ms of a
+    device-bound call at batch 1 and 6."""
+    rows = []
+    for name, extra in CUDA_VARIANTS.items():
+        start = time.perf_counter()
+        session = cuda_session(model, extra)
+        session.run(None, random_feeds(session, 1))
+        row: dict[str, Any] = {"variant": name, "start_s": round(time.perf_counter() - start, 2)}
+        for batch in (1, 6):
+            row[f"device_io_ms_b{batch}"] = p50_ms(device_bound_call(session, random_feeds(session, batch), "cuda"), calls)
+        rows.append(row)
+    return rows
+
+
+def cuda_graph_call(model: Path, calls: int) -> dict[str, Any]:
+    """p50 ms of a batch-1 call replayed as a CUDA graph (``enable_cuda_graph``: every input and
+    output in a fixed device buffer, the graph captured on the first run) against the same call
+    launched kernel by kernel, and the largest relative difference of their outputs. Needs every
+    node on the CUDA provider (the export writes ``Atan`` out for this)."""
+    plain = cuda_session(model)
+    feeds = random_feeds(plain, 1)
+    reference = plain.run(None, feeds)
+    graph = cuda_session(model, {"enable_cuda_graph": "1"})
+    binding = graph.io_binding()
+    inputs = {name: ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0) for name, value in feeds.items()}
+    for name, value in inputs.items():
+        binding.bind_ortvalue_input(name, value)
+    outputs = [ort.OrtValue.ortvalue_from_shape_and_type(list(r.shape), r.dtype, "cuda", 0) for r in reference]
+    for arg, value in zip(graph.get_outputs(), outputs):
+        binding.bind_ortvalue_output(arg.name, value)
+    graph_ms = p50_ms(lambda: graph.run_with_iobinding(binding), calls)
+    error = max(float(np.abs(v.numpy().astype(np.float64) - r).max() / (np.abs(r).max() + 1e-12))
+                for v, r in zip(outputs, reference) if np.issubdtype(r.dtype, np.floating))
+    return {"graph_ms": graph_ms, "kernel_by_kernel_ms": p50_ms(device_bound_call(plain, feeds, "cuda"), calls),
+            "largest_relative_difference": error}
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# One engine call on a GPU provider: where the time goes", "",
              f"Machine: {machine_line(report['machine'])}.", "",
@@ -139,6 +198,15 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Temporal state on the device over {report['frames']} frames "
               f"({report['parity_size']}): largest relative difference of depth, motion, scene flow, pose:", ""]
     lines += [f"- {k}: {v}" for k, v in report["state_parity"].items()]
+    for size, rows in report.get("cuda_variants", {}).items():
+        lines += ["", f"CUDA provider options, {size} (device-bound I/O):", "",
+                  "| variant | start s | batch 1 ms | batch 6 ms |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['variant']} | {r['start_s']} | {r['device_io_ms_b1']} | {r['device_io_ms_b6']} |" for r in rows]
+    for size, g in report.get("cuda_graph", {}).items():
+        lines += ["", f"CUDA graph, {size}, batch 1: " + (
+            f"{g['graph_ms']} ms replayed vs {g['kernel_by_kernel_ms']} ms kernel by kernel "
+            f"(outputs within {g['largest_relative_difference']:.1e} relative)" if "graph_ms" in g
+            else f"not run: {g['failed']}")]
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +232,14 @@ def main() -> int:
             "breakdown": {size: [call_breakdown(model, args.provider, batch, args.calls) for batch in (1, 6)]
                           for size, model in models.items()},
             "state_parity": state_parity(models[args.sizes[0]], args.provider, args.frames)}
+        if args.provider == "cuda":
+            report["cuda_variants"] = {size: cuda_variants(m, args.calls) for size, m in models.items()}
+            report["cuda_graph"] = {}
+            for size, model in models.items():
+                try:
+                    report["cuda_graph"][size] = cuda_graph_call(model, args.calls)
+                except Exception as err:  # e.g. a node left on the CPU: ONNX Runtime refuses the graph
+                    report["cuda_graph"][size] = {"failed": str(err)[:300]}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

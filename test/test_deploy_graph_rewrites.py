@@ -1,5 +1,5 @@
-"""A softmax over an inner axis, squares, matrix-vector products and few-channel bilinear upsamplings
-(with the class ArgMax over one) are written out as the same maths; the export applies them."""
+"""A softmax over an inner axis, squares, matrix-vector products, few-channel bilinear upsamplings
+(with the class ArgMax over one) and Atan are written out as the same maths; the export applies them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, shape_inference
 import torch
 import torch.nn.functional as F
 
-from unified_perception.deploy.graph_rewrites import (decompose_inner_softmax,
+from unified_perception.deploy.graph_rewrites import (atan_as_arithmetic, decompose_inner_softmax,
                                                       linear_upsampling_matrix, matvec_as_matmul,
                                                       rewrite_for_speed, small_resize_as_matmul,
                                                       square_pow_as_mul,
@@ -176,3 +176,33 @@ def test_the_exported_model_has_no_softmax_over_an_inner_axis(tiny_model_path: P
                    and 0 < shapes[n.input[0]][1] <= 24
                    and {a.name: a.s for a in n.attribute}.get("mode") == b"linear"]
     assert few_channel == [], "few-channel bilinear upsamplings should be MatMuls"
+
+
+def test_atan_is_written_out_with_ops_every_provider_has_within_a_micro_radian() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])
+    proto = helper.make_model(helper.make_graph([helper.make_node("Atan", ["x"], ["y"], name="a")], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    assert atan_as_arithmetic(proto) == 1
+    onnx.checker.check_model(proto, full_check=True)
+    assert {n.op_type for n in proto.graph.node} <= {"Clip", "Mul", "Add", "Sqrt", "Div"}
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.uniform(-3, 3, 20000), rng.standard_cauchy(20000) * 1e3,
+                             np.logspace(-30, 38, 500), -np.logspace(-30, 38, 500),
+                             [0.0, 1.0, -1.0, np.inf, -np.inf]]).astype(np.float32)
+    got = _run(proto, {"x": values})[0]
+    assert np.abs(got - np.arctan(values.astype(np.float64))).max() < 1e-6
+    assert np.isnan(_run(proto, {"x": np.array([np.nan], np.float32)})[0]).all()
+    assert atan_as_arithmetic(proto) == 0                       # nothing left to rewrite
+
+
+def test_the_exported_model_has_no_atan_left(tmp_path: Path) -> None:
+    from unified_perception.train.export import export_model
+    from unified_perception.train.model import build_unified_model
+
+    # the shipped model's steering adds the bicycle model's atan(wheelbase * curvature)
+    model = build_unified_model("resnet18", input_height=64, input_width=128, seed=0, preset="car_lean",
+                                latent_ego_motion=True, steering_kinematic=True)
+    export_model(model, tmp_path / "car_lean.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "car_lean.onnx")).graph.node]
+    assert "Atan" not in ops and ops.count("Sqrt") >= 2
