@@ -206,3 +206,17 @@ def test_the_exported_model_has_no_atan_left(tmp_path: Path) -> None:
     export_model(model, tmp_path / "car_lean.onnx")
     ops = [n.op_type for n in onnx.load(str(tmp_path / "car_lean.onnx")).graph.node]
     assert "Atan" not in ops and ops.count("Sqrt") >= 2
+
+
+def test_the_written_out_atan_stays_float_in_int8() -> None:
+    from unified_perception.deploy.quantize import kept_float_nodes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])
+    proto = helper.make_model(helper.make_graph(
+        [helper.make_node("Atan", ["x"], ["/model/steering/Atan_output_0"], name="/model/steering/Atan"),
+         helper.make_node("Identity", ["/model/steering/Atan_output_0"], ["y"], name="out")], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    assert atan_as_arithmetic(proto) == 1
+    written = [n.name for n in proto.graph.node if n.name != "out"]
+    assert len(written) == 30 and set(written) <= set(kept_float_nodes(proto.graph))  # its Adds too
