@@ -147,6 +147,17 @@ def dedicated_section(size: str, work: Path, effort: Effort, threads: int,
     return rows
 
 
+def three_backbone_passes(run_encoder: Callable[[], Any], run_unified: Callable[[], Any]
+                          ) -> Callable[[], None]:
+    """The official release's work per frame pair: two more encoder passes (``run_encoder``, the
+    steering-only model's call) before the unified pass (``run_unified``)."""
+    def call() -> None:
+        run_encoder()
+        run_encoder()
+        run_unified()
+    return call
+
+
 def encoder_section(size: str, work: Path, effort: Effort, threads: int,
                     open_engine: Callable[[Path], InferenceEngine] | None = None,
                     prefix: str = "") -> tuple[list[Row], dict[str, float]]:
@@ -162,13 +173,9 @@ def encoder_section(size: str, work: Path, effort: Effort, threads: int,
         run_encoder()
         run_unified()
 
-    def three_passes() -> None:
-        run_encoder()
-        run_encoder()
-        run_unified()
-
     ms = interleaved_ms({"cached": run_unified, "encoder": run_encoder, "re-encode": re_encode,
-                         "three": three_passes}, effort.paired_rounds, 1)
+                         "three": three_backbone_passes(run_encoder, run_unified)},
+                        effort.paired_rounds, 1)
     gflops = {"unified": float(unified.metadata.head_gflops.get("total", 0.0)),
               "encoder": float(encoder.metadata.head_gflops.get("total", 0.0)),
               "unified_encoder": float(unified.metadata.head_gflops.get("encoder", 0.0))}
@@ -218,13 +225,8 @@ def dedicated_cores_section(size: str, work: Path, effort: Effort, threads: int)
               "unified": export_bench_model(h, w, work), "INT8": work / f"unified_{size}_int8.onnx"}
     engines = {name: cpu_engine(path, threads, spinning=True) for name, path in models.items()}
     steps = {n: engine_step(e) for n, e in engines.items()}
-
-    def three_passes() -> None:
-        steps["encoder"]()
-        steps["encoder"]()
-        steps["unified"]()
-
-    ms = interleaved_ms({**steps, "three": three_passes}, effort.paired_rounds, 1)
+    three = three_backbone_passes(steps["encoder"], steps["unified"])
+    ms = interleaved_ms({**steps, "three": three}, effort.paired_rounds, 1)
     for engine in engines.values():
         engine.close()
     gflops = {name: model_gflops(models[name]) for name in ("encoder", "unified")}
